@@ -1,0 +1,335 @@
+//! The `portcullis` command: `serve`, and admin commands that work on the same database.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+
+use crate::admin::{self, AdminError};
+use crate::config::Settings;
+use crate::oauth::client::Client;
+use crate::startup::Application;
+use crate::store::Store;
+use crate::telemetry;
+use crate::tenant::TenantSlug;
+
+/// Portcullis: a multi-tenant OAuth 2.1 authorization server for MCP.
+///
+/// Settings come from PORTCULLIS_* environment variables (and a .env file in the working
+/// directory); see .env.example for each with its default.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the server: migrate the database, create the default tenant and admin user on
+    /// first run, and serve every tenant's issuer.
+    Serve,
+    /// Create and list tenants (issuers).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Add users and set their passwords. Passwords are read from a prompt, or from the
+    /// first line of standard input when it is not a terminal; never from arguments.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Register protected resources (MCP server URIs) and their scopes.
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+    /// Pre-register and list OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with its first signing key; its issuer is {PUBLIC_URL}/t/NAME.
+    Create {
+        /// Tenant name: lowercase letters, digits and hyphens, 1 to 63 characters.
+        name: String,
+    },
+    /// List tenants with their issuer URLs.
+    List,
+}
+
+#[derive(Debug, Args)]
+struct TenantArg {
+    /// Tenant the command works on.
+    #[arg(long)]
+    tenant: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user who can log in at the tenant's login page.
+    Add {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// Login name, which also becomes the `sub` claim of the user's tokens.
+        username: String,
+    },
+    /// Replace a user's password.
+    SetPassword {
+        #[command(flatten)]
+        tenant: TenantArg,
+        username: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ResourceCommand {
+    /// Register a resource, or replace the scopes of a registered one.
+    Add {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// Resource URI exactly as clients send it in `resource`, for example
+        /// https://mcp.example.com/mcp; it becomes the `aud` of tokens for it.
+        uri: String,
+        /// Space-separated scopes the resource accepts, for example "mcp:tools mcp:resources".
+        #[arg(long, default_value = "")]
+        scopes: String,
+    },
+    /// List the tenant's resources and scopes.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Pre-register a client; a confidential client's secret is printed once.
+    Add {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// Name shown on the consent page.
+        #[arg(long)]
+        name: Option<String>,
+        /// Redirect URI; repeat for several.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Token endpoint authentication: none (public client), client_secret_basic or
+        /// client_secret_post.
+        #[arg(long, default_value = "client_secret_basic")]
+        auth_method: String,
+        /// Grant type: authorization_code, refresh_token or client_credentials; repeat for
+        /// several. Default: authorization_code and refresh_token.
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// Space-separated scopes the client may request; default: every scope.
+        #[arg(long)]
+        scope: Option<String>,
+        /// web or native; default: native when every redirect URI is loopback or private-use.
+        #[arg(long)]
+        application_type: Option<String>,
+    },
+    /// List the tenant's clients.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+/// Parses arguments, runs the command, and returns the process exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => actix_web::rt::System::new().block_on(serve(settings)),
+        command => runtime.block_on(admin_command(settings, command)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let application = Application::build(settings).await?;
+    application.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn admin_command(settings: Settings, command: Command) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    let result = run_admin(&store, &settings, command).await;
+    store.close().await;
+    Ok(result?)
+}
+
+async fn run_admin(store: &Store, settings: &Settings, command: Command) -> Result<(), AdminError> {
+    match command {
+        Command::Serve => unreachable!("serve runs on the actix system"),
+        Command::Tenant(TenantCommand::Create { name }) => {
+            let slug = TenantSlug::parse(&name).map_err(AdminError::Invalid)?;
+            admin::create_tenant(store, &slug).await?;
+            println!(
+                "Created tenant {slug}; issuer {}/t/{slug}",
+                settings.public_url
+            );
+        }
+        Command::Tenant(TenantCommand::List) => {
+            for (slug, created_at) in store.list_tenants().await? {
+                println!(
+                    "{slug}\t{}/t/{slug}\tcreated {}",
+                    settings.public_url,
+                    format_time(created_at)
+                );
+            }
+        }
+        Command::User(UserCommand::Add { tenant, username }) => {
+            let tenant_id = admin::tenant_id(store, &tenant.tenant).await?;
+            admin::validate_username(&username)?;
+            let password = read_password(&format!("Password for {username}: "))?;
+            admin::add_user(store, &tenant_id, &username, &password).await?;
+            println!("Added user {username} to tenant {}", tenant.tenant);
+        }
+        Command::User(UserCommand::SetPassword { tenant, username }) => {
+            let tenant_id = admin::tenant_id(store, &tenant.tenant).await?;
+            let password = read_password(&format!("New password for {username}: "))?;
+            admin::set_password(store, &tenant_id, &username, &password).await?;
+            println!(
+                "Changed the password of {username} in tenant {}",
+                tenant.tenant
+            );
+        }
+        Command::Resource(ResourceCommand::Add {
+            tenant,
+            uri,
+            scopes,
+        }) => {
+            let tenant_id = admin::tenant_id(store, &tenant.tenant).await?;
+            admin::add_resource(store, &tenant_id, &uri, &scopes).await?;
+            println!("Registered resource {uri} in tenant {}", tenant.tenant);
+        }
+        Command::Resource(ResourceCommand::List { tenant }) => {
+            let tenant_id = admin::tenant_id(store, &tenant.tenant).await?;
+            for resource in store.list_resources(&tenant_id).await? {
+                println!("{}\t{}", resource.uri, resource.scopes);
+            }
+        }
+        Command::Client(ClientCommand::Add {
+            tenant,
+            name,
+            redirect_uris,
+            auth_method,
+            grant_types,
+            scope,
+            application_type,
+        }) => {
+            let tenant_id = admin::tenant_id(store, &tenant.tenant).await?;
+            let grant_types = if grant_types.is_empty() {
+                vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
+            } else {
+                grant_types
+            };
+            let mut body = Map::new();
+            body.insert("token_endpoint_auth_method".into(), auth_method.into());
+            body.insert("grant_types".into(), json!(grant_types));
+            if grant_types
+                .iter()
+                .any(|grant| grant == "authorization_code")
+            {
+                body.insert("response_types".into(), json!(["code"]));
+            } else {
+                body.insert("response_types".into(), json!([]));
+            }
+            if !redirect_uris.is_empty() {
+                body.insert("redirect_uris".into(), json!(redirect_uris));
+            }
+            for (field, value) in [
+                ("client_name", name),
+                ("scope", scope),
+                ("application_type", application_type),
+            ] {
+                if let Some(value) = value {
+                    body.insert(field.into(), Value::String(value));
+                }
+            }
+            let (metadata, credentials) = admin::add_client(store, &tenant_id, &body).await?;
+            println!("client_id: {}", credentials.client_id);
+            if let Some(secret) = &credentials.client_secret {
+                println!("client_secret: {}", secret.expose());
+                println!("The secret is shown only once and stored only as a hash.");
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&metadata).unwrap_or_default()
+            );
+        }
+        Command::Client(ClientCommand::List { tenant }) => {
+            let tenant_id = admin::tenant_id(store, &tenant.tenant).await?;
+            for record in store.list_clients(&tenant_id).await? {
+                let registered_by = record.registered_by.clone();
+                let client = Client::from_record(record)?;
+                println!(
+                    "{}\t{}\t{}\t{}\tissued {}\t{}",
+                    client.id,
+                    client.auth_method.as_str(),
+                    registered_by,
+                    client.display_name(),
+                    format_time(client.issued_at),
+                    client.metadata.redirect_uris.join(" "),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a password from a hidden prompt on a terminal, or the first line of standard
+/// input otherwise.
+fn read_password(prompt: &str) -> Result<SecretString, AdminError> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(prompt).map_err(|error| {
+            AdminError::Invalid(format!("reading the password failed: {error}"))
+        })?;
+        let second = rpassword::prompt_password("Repeat the password: ").map_err(|error| {
+            AdminError::Invalid(format!("reading the password failed: {error}"))
+        })?;
+        if first != second {
+            return Err(AdminError::Invalid("the two passwords differ".into()));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|error| {
+                AdminError::Invalid(format!(
+                    "reading the password from standard input failed: {error}"
+                ))
+            })?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    Ok(SecretString::from(password))
+}
+
+fn format_time(epoch_seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(epoch_seconds, 0)
+        .map_or_else(|| epoch_seconds.to_string(), |time| time.to_rfc3339())
+}

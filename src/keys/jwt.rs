@@ -1,0 +1,153 @@
+//! JWT access tokens per RFC 9068, and their verification.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use josekit::jws::JwsHeader;
+use josekit::jwt::{self, JwtPayload};
+use serde_json::Value;
+
+use super::TenantKeys;
+
+/// Clock skew tolerated when checking `exp`, `nbf` and `iat`, in seconds.
+const CLOCK_SKEW_SECS: i64 = 30;
+
+/// The claims of an access token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessTokenClaims {
+    pub issuer: String,
+    pub subject: String,
+    pub audience: String,
+    pub client_id: String,
+    pub scope: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    /// `{family id}.{random}` for tokens from a refresh-token family, so that revoking the
+    /// family deactivates them; a bare random value otherwise.
+    pub jwt_id: String,
+}
+
+impl AccessTokenClaims {
+    /// Returns the refresh-token family the token belongs to, if any.
+    pub fn family_id(&self) -> Option<&str> {
+        self.jwt_id.split_once('.').map(|(family, _)| family)
+    }
+}
+
+/// Why a token failed verification. The variants are for logs and tests; clients only
+/// learn that the token is not active.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("the token is not a well-formed signed JWT")]
+    Malformed,
+    #[error("the token header has typ other than at+jwt")]
+    WrongType,
+    #[error("the token names an unknown key or an algorithm other than the key's")]
+    UnknownKey,
+    #[error("the signature is invalid")]
+    BadSignature,
+    #[error("the token was issued by another issuer")]
+    WrongIssuer,
+    #[error("the token has expired or is not yet valid")]
+    Expired,
+    #[error("a required claim is missing")]
+    MissingClaim,
+}
+
+impl TenantKeys {
+    /// Signs an access token with the tenant's current key.
+    pub fn sign_access_token(
+        &self,
+        claims: &AccessTokenClaims,
+    ) -> Result<String, josekit::JoseError> {
+        let mut header = JwsHeader::new();
+        header.set_token_type("at+jwt");
+        header.set_key_id(&self.signing_kid);
+
+        let mut payload = JwtPayload::new();
+        payload.set_issuer(&claims.issuer);
+        payload.set_subject(&claims.subject);
+        payload.set_claim("aud", Some(Value::String(claims.audience.clone())))?;
+        payload.set_claim("client_id", Some(Value::String(claims.client_id.clone())))?;
+        if !claims.scope.is_empty() {
+            payload.set_claim("scope", Some(Value::String(claims.scope.clone())))?;
+        }
+        payload.set_issued_at(&(UNIX_EPOCH + Duration::from_secs(claims.issued_at.max(0) as u64)));
+        payload
+            .set_expires_at(&(UNIX_EPOCH + Duration::from_secs(claims.expires_at.max(0) as u64)));
+        payload.set_jwt_id(&claims.jwt_id);
+        jwt::encode_with_signer(&payload, &header, self.signer.as_ref())
+    }
+
+    /// Verifies an access token of this tenant: `typ`, `kid`, `alg` against the key's own
+    /// algorithm (so `none` and algorithm confusion fail), the signature, `iss`, `exp`,
+    /// `nbf` and `iat` with a small skew. The audience is returned for the caller to check.
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: i64,
+    ) -> Result<AccessTokenClaims, VerifyError> {
+        let (payload, header) = jwt::decode_with_verifier_selector(token, |header| {
+            let Some(kid) = header.key_id() else {
+                return Ok(None);
+            };
+            let verifier = self.verifiers.get(kid);
+            match (verifier, header.algorithm()) {
+                (Some(verifier), Some(alg)) if verifier.algorithm().name() == alg => {
+                    Ok(Some(verifier.as_ref()))
+                }
+                _ => Ok(None),
+            }
+        })
+        .map_err(|error| match error {
+            josekit::JoseError::InvalidSignature(_) => VerifyError::BadSignature,
+            josekit::JoseError::InvalidJwtFormat(_) | josekit::JoseError::InvalidJson(_) => {
+                VerifyError::Malformed
+            }
+            _ => VerifyError::UnknownKey,
+        })?;
+        if header
+            .token_type()
+            .is_none_or(|typ| !typ.eq_ignore_ascii_case("at+jwt"))
+        {
+            return Err(VerifyError::WrongType);
+        }
+        if payload.issuer() != Some(issuer) {
+            return Err(VerifyError::WrongIssuer);
+        }
+        let seconds = |claim: &str| payload.claim(claim).and_then(Value::as_i64);
+        let expires_at = seconds("exp").ok_or(VerifyError::MissingClaim)?;
+        let issued_at = seconds("iat").ok_or(VerifyError::MissingClaim)?;
+        if expires_at + CLOCK_SKEW_SECS <= now || issued_at - CLOCK_SKEW_SECS > now {
+            return Err(VerifyError::Expired);
+        }
+        if seconds("nbf").is_some_and(|not_before| not_before - CLOCK_SKEW_SECS > now) {
+            return Err(VerifyError::Expired);
+        }
+        let text = |claim: &str| {
+            payload
+                .claim(claim)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let audience = match payload.claim("aud") {
+            Some(Value::String(audience)) => audience.clone(),
+            Some(Value::Array(values)) => values
+                .first()
+                .and_then(Value::as_str)
+                .ok_or(VerifyError::MissingClaim)?
+                .to_owned(),
+            _ => return Err(VerifyError::MissingClaim),
+        };
+        Ok(AccessTokenClaims {
+            issuer: issuer.to_owned(),
+            subject: text("sub").ok_or(VerifyError::MissingClaim)?,
+            audience,
+            client_id: text("client_id").ok_or(VerifyError::MissingClaim)?,
+            scope: text("scope").unwrap_or_default(),
+            issued_at,
+            expires_at,
+            jwt_id: text("jti").ok_or(VerifyError::MissingClaim)?,
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! Registered clients as the protocol rules see them.
+
+use serde::{Deserialize, Serialize};
+
+use super::redirect;
+use super::scope::Scope;
+use crate::store::{ClientRecord, StoreError};
+
+/// Client authentication methods at the token, revocation and introspection endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    None,
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+impl AuthMethod {
+    pub const SUPPORTED: [&'static str; 3] = ["none", "client_secret_basic", "client_secret_post"];
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "none" => Some(Self::None),
+            "client_secret_basic" => Some(Self::ClientSecretBasic),
+            "client_secret_post" => Some(Self::ClientSecretPost),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+        }
+    }
+
+    pub fn is_confidential(self) -> bool {
+        self != Self::None
+    }
+}
+
+pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+pub const SUPPORTED_GRANT_TYPES: [&str; 3] = [
+    GRANT_AUTHORIZATION_CODE,
+    GRANT_REFRESH_TOKEN,
+    GRANT_CLIENT_CREDENTIALS,
+];
+
+/// Registered client metadata (RFC 7591 §2), as stored and as returned to the client.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClientMetadata {
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    pub token_endpoint_auth_method: String,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub application_type: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub logo_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tos_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub contacts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub software_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub software_version: Option<String>,
+}
+
+/// A registered client with its metadata parsed.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub id: String,
+    pub metadata: ClientMetadata,
+    pub auth_method: AuthMethod,
+    /// Scopes the client may request; `None` when it registered none, meaning every scope
+    /// of the resource it asks for.
+    pub scope: Option<Scope>,
+    pub native: bool,
+    pub secret_hash: Option<String>,
+    pub secret_expires_at: Option<i64>,
+    pub registration_access_token_hash: Option<String>,
+    pub issued_at: i64,
+}
+
+impl Client {
+    pub fn from_record(record: ClientRecord) -> Result<Self, StoreError> {
+        let corrupt =
+            |reason: String| StoreError::Corrupt(format!("client {}: {reason}", record.client_id));
+        let metadata: ClientMetadata =
+            serde_json::from_str(&record.metadata).map_err(|error| corrupt(error.to_string()))?;
+        let auth_method =
+            AuthMethod::parse(&record.token_endpoint_auth_method).ok_or_else(|| {
+                corrupt(format!(
+                    "unknown auth method {:?}",
+                    record.token_endpoint_auth_method
+                ))
+            })?;
+        let scope = metadata.scope.as_deref().map(Scope::from_stored);
+        Ok(Self {
+            id: record.client_id,
+            native: metadata.application_type == "native",
+            metadata,
+            auth_method,
+            scope,
+            secret_hash: record.client_secret_hash,
+            secret_expires_at: record.client_secret_expires_at,
+            registration_access_token_hash: record.registration_access_token_hash,
+            issued_at: record.client_id_issued_at,
+        })
+    }
+
+    pub fn allows_grant(&self, grant_type: &str) -> bool {
+        self.metadata
+            .grant_types
+            .iter()
+            .any(|granted| granted == grant_type)
+    }
+
+    /// Returns the registered redirect URI that `requested` selects. Without `requested`,
+    /// a client with exactly one registered URI uses it (RFC 6749 §3.1.2.3).
+    pub fn redirect_uri_for(&self, requested: Option<&str>) -> Option<String> {
+        match requested {
+            Some(requested) => self
+                .metadata
+                .redirect_uris
+                .iter()
+                .any(|registered| redirect::matches(registered, requested, self.native))
+                .then(|| requested.to_owned()),
+            None => match self.metadata.redirect_uris.as_slice() {
+                [only] => Some(only.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    /// The name shown on the consent page: the registered `client_name`, else the id.
+    pub fn display_name(&self) -> &str {
+        self.metadata.client_name.as_deref().unwrap_or(&self.id)
+    }
+}

@@ -1,0 +1,181 @@
+//! Builds the application the same way for production and tests: connect, migrate,
+//! bootstrap an empty database, bind, and report the port actually bound.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use secrecy::SecretString;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::store::Store;
+use crate::tenant::TenantSlug;
+use crate::{admin, clock};
+
+/// Name of the tenant created in an empty database.
+pub const DEFAULT_TENANT: &str = "default";
+/// Name of the user created in the default tenant of an empty database.
+pub const DEFAULT_USER: &str = "admin";
+
+/// How often expired codes, sessions and tokens are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(300);
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = Store::connect(&settings.database).await.with_context(|| {
+            format!(
+                "connecting to the database at {}",
+                redact_url(&settings.database.url)
+            )
+        })?;
+        store.migrate().await.context("migrating the database")?;
+        bootstrap(&store)
+            .await
+            .context("creating the default tenant")?;
+
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let workers = settings.workers;
+        let settings = Arc::new(settings);
+        let state = web::Data::new(AppState::new(Arc::clone(&settings), store.clone()));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap_fn(|request, service| {
+                    let method = request.method().clone();
+                    let path = request.path().to_owned();
+                    let started = std::time::Instant::now();
+                    let response = service.call(request);
+                    async move {
+                        let response = response.await?;
+                        let status = response.status().as_u16();
+                        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                        if status >= 500 {
+                            tracing::warn!(%method, path, status, elapsed_ms, "request failed");
+                        } else {
+                            tracing::debug!(%method, path, status, elapsed_ms, "request");
+                        }
+                        Ok(response)
+                    }
+                })
+                .configure(http::routes)
+        })
+        .workers(workers)
+        .listen(listener)?
+        .run();
+        log_issuers(&store, &settings.public_url, port).await;
+        spawn_purge(store.clone(), settings.lifetimes.access_token);
+        Ok(Self {
+            port,
+            server,
+            store,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Creates the `default` tenant and its `admin` user when the database has no tenant, and
+/// prints the generated password once on standard output (never to the log).
+async fn bootstrap(store: &Store) -> anyhow::Result<()> {
+    if store.count_tenants().await? > 0 {
+        return Ok(());
+    }
+    let slug = TenantSlug::parse(DEFAULT_TENANT).map_err(anyhow::Error::msg)?;
+    let tenant_id = match admin::create_tenant(store, &slug).await {
+        Ok(id) => id,
+        // Another instance on the same database bootstrapped first.
+        Err(admin::AdminError::Invalid(_)) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    let password = crate::secret::random_token();
+    admin::add_user(
+        store,
+        &tenant_id,
+        DEFAULT_USER,
+        &SecretString::from(password.clone()),
+    )
+    .await?;
+    println!(
+        "Created tenant {DEFAULT_TENANT:?} with user {DEFAULT_USER:?}, password: {password}\n\
+         This password is shown only once. Change it with: portcullis user set-password --tenant {DEFAULT_TENANT} {DEFAULT_USER}"
+    );
+    Ok(())
+}
+
+async fn log_issuers(store: &Store, public_url: &str, port: u16) {
+    tracing::info!(port, public_url, "listening");
+    match store.list_tenants().await {
+        Ok(tenants) => {
+            for (slug, _) in tenants.iter().take(20) {
+                tracing::info!(
+                    issuer = format!("{public_url}/t/{slug}"),
+                    metadata =
+                        format!("{public_url}/.well-known/oauth-authorization-server/t/{slug}"),
+                    "serving issuer"
+                );
+            }
+            if tenants.len() > 20 {
+                tracing::info!(
+                    count = tenants.len(),
+                    "more tenants served; list them with `portcullis tenant list`"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(error = %error, "listing tenants failed"),
+    }
+}
+
+fn spawn_purge(store: Store, access_token_lifetime: i64) {
+    actix_web::rt::spawn(async move {
+        let mut interval = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            interval.tick().await;
+            let now = clock::now();
+            match store
+                .purge_expired(now, now - access_token_lifetime - 3600)
+                .await
+            {
+                Ok(deleted) if deleted > 0 => tracing::info!(deleted, "expired rows purged"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = %error, "purging expired rows failed"),
+            }
+        }
+    });
+}
+
+/// Hides the password in a database URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,162 @@
+use sqlx::Row;
+
+use super::refresh::{NewFamily, insert_family};
+use super::{Store, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct NewCode<'a> {
+    pub code_hash: &'a str,
+    pub client_id: &'a str,
+    pub subject: &'a str,
+    pub redirect_uri: &'a str,
+    pub scope: &'a str,
+    pub resource: &'a str,
+    pub code_challenge: &'a str,
+    pub expires_at: i64,
+}
+
+/// The grant a code carries, as returned by the statement that redeems it.
+#[derive(Clone, Debug)]
+pub struct CodeRecord {
+    pub client_id: String,
+    pub subject: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub resource: String,
+    pub code_challenge: String,
+}
+
+/// Outcome of presenting a code.
+#[derive(Debug)]
+pub enum RedeemedCode<E> {
+    /// The code was consumed now and a refresh-token family started with the given id.
+    Issued { code: CodeRecord, family_id: String },
+    /// The code was consumed now but failed a check, so no tokens were issued.
+    Rejected(E),
+    /// The code had already been used; the family it started, if any, is now revoked.
+    Reused,
+    /// No unexpired code with this digest exists in this tenant.
+    Unknown,
+}
+
+impl Store {
+    pub async fn insert_code(
+        &self,
+        tenant_id: &str,
+        code: &NewCode<'_>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO authorization_codes (code_hash, tenant_id, client_id, subject, \
+             redirect_uri, scope, resource, code_challenge, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(code.code_hash)
+        .bind(tenant_id)
+        .bind(code.client_id)
+        .bind(code.subject)
+        .bind(code.redirect_uri)
+        .bind(code.scope)
+        .bind(code.resource)
+        .bind(code.code_challenge)
+        .bind(now)
+        .bind(code.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Redeems a code and, when `check` accepts its grant, starts a refresh-token family with
+    /// a first token whose digest is `refresh_hash` (if any), all in one transaction.
+    ///
+    /// The consuming statement is the only place that decides who wins: `used_at IS NULL` in
+    /// the `WHERE` clause makes concurrent redemptions (on one instance or several sharing
+    /// the database) change the row at most once, so exactly one caller gets the grant back.
+    /// A rejected check still consumes the code, so a guessed verifier gets one try.
+    pub async fn redeem_code<E>(
+        &self,
+        tenant_id: &str,
+        code_hash: &str,
+        refresh_hash: Option<&str>,
+        refresh_expires_at: i64,
+        now: i64,
+        check: impl FnOnce(&CodeRecord) -> Result<(), E>,
+    ) -> Result<RedeemedCode<E>, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE authorization_codes SET used_at = $1 \
+             WHERE code_hash = $2 AND tenant_id = $3 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING client_id, subject, redirect_uri, scope, resource, code_challenge",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .bind(tenant_id)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let Some(row) = row else {
+            transaction.rollback().await?;
+            return self
+                .handle_unredeemable_code(tenant_id, code_hash, now)
+                .await;
+        };
+        let code = CodeRecord {
+            client_id: row.try_get("client_id")?,
+            subject: row.try_get("subject")?,
+            redirect_uri: row.try_get("redirect_uri")?,
+            scope: row.try_get("scope")?,
+            resource: row.try_get("resource")?,
+            code_challenge: row.try_get("code_challenge")?,
+        };
+        if let Err(rejection) = check(&code) {
+            transaction.commit().await?;
+            return Ok(RedeemedCode::Rejected(rejection));
+        }
+
+        let family_id = uuid::Uuid::new_v4().to_string();
+        let family = NewFamily {
+            id: &family_id,
+            client_id: &code.client_id,
+            subject: &code.subject,
+            scope: &code.scope,
+            resource: &code.resource,
+            first_token_hash: refresh_hash,
+            token_expires_at: refresh_expires_at,
+        };
+        insert_family(&mut transaction, tenant_id, &family, now).await?;
+        sqlx::query("UPDATE authorization_codes SET family_id = $1 WHERE code_hash = $2")
+            .bind(&family_id)
+            .bind(code_hash)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(RedeemedCode::Issued { code, family_id })
+    }
+
+    /// Tells a reused code from an unknown or expired one, revoking the family a reused code
+    /// started: a second presentation means the code leaked, so whoever redeemed it first
+    /// must lose the tokens too.
+    async fn handle_unredeemable_code<E>(
+        &self,
+        tenant_id: &str,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<RedeemedCode<E>, StoreError> {
+        let row = sqlx::query(
+            "SELECT family_id FROM authorization_codes \
+             WHERE code_hash = $1 AND tenant_id = $2 AND used_at IS NOT NULL",
+        )
+        .bind(code_hash)
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(RedeemedCode::Unknown);
+        };
+        let family_id: Option<String> = row.try_get("family_id")?;
+        if let Some(family_id) = family_id {
+            self.revoke_family(tenant_id, &family_id, "authorization_code_reuse", now)
+                .await?;
+        }
+        Ok(RedeemedCode::Reused)
+    }
+}

@@ -1,0 +1,247 @@
+//! All SQL. One `sqlx::AnyPool` runs the same statements on SQLite and PostgreSQL (`$1`
+//! placeholders work on both). Through the `Any` driver neither database's boolean or
+//! timestamp types can be read, so times are epoch seconds in `BIGINT` columns, flags are
+//! nullable timestamps (`used_at IS NULL`), and ids and JSON are text.
+
+mod clients;
+mod codes;
+mod keys;
+mod refresh;
+mod resources;
+mod sessions;
+mod tenants;
+mod users;
+
+use std::sync::Once;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Transaction};
+
+use crate::config::DatabaseSettings;
+
+pub use clients::{ClientRecord, NewClient};
+pub use codes::{CodeRecord, NewCode, RedeemedCode};
+pub use keys::SigningKeyRecord;
+pub use refresh::{FamilyRecord, NewFamily, RotatedToken};
+pub use resources::ResourceRecord;
+pub use sessions::{AuthorizationRequestRecord, NewAuthorizationRequest, SessionRecord};
+pub use users::UserRecord;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Failures of the store, with no knowledge of HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("a row with the same key already exists")]
+    Duplicate,
+    #[error("a database statement failed")]
+    Query(#[source] sqlx::Error),
+    #[error("migrating the database failed")]
+    Migration(#[source] sqlx::migrate::MigrateError),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(error),
+            sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
+                Self::Duplicate
+            }
+            _ => Self::Query(error),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(format!(
+                "PORTCULLIS_DATABASE_URL must start with sqlite: or postgres://, not {:?}",
+                url.split(':').next().unwrap_or_default()
+            ))
+        }
+    }
+}
+
+/// The database behind every tenant. Cloning shares the pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens a pool on the configured database. SQLite files are created when missing.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let backend = Backend::from_url(&settings.url).map_err(StoreError::Corrupt)?;
+        let url = match backend {
+            Backend::Sqlite => sqlite_url_creating_file(&settings.url),
+            Backend::Postgres => settings.url.clone(),
+        };
+        let synchronous = settings.sqlite_synchronous.pragma_value();
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .after_connect(move |connection, _metadata| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer. NORMAL syncs the WAL at
+                        // checkpoints, not on every commit. A writer waits up to 5 s for the
+                        // lock instead of failing with SQLITE_BUSY.
+                        let pragmas = match synchronous {
+                            "FULL" => {
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                       PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+                            }
+                            _ => {
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+                            }
+                        };
+                        sqlx::raw_sql(pragmas).execute(&mut *connection).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies every pending migration. On PostgreSQL the migrator holds an advisory lock, so
+    /// instances starting together apply each migration once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::Migration)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs a trivial statement, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Deletes what can no longer be used: expired pending requests, sessions, refresh
+    /// tokens and revocation records, then codes and families with no live refresh token
+    /// once `grant_cutoff` has passed their creation (a family's access tokens must have
+    /// expired by then). Redeemed codes stay while their family does, so a late replay is
+    /// still detected. Returns how many rows were deleted.
+    pub async fn purge_expired(&self, now: i64, grant_cutoff: i64) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for statement in [
+            "DELETE FROM authorization_requests WHERE expires_at < $1",
+            "DELETE FROM sessions WHERE expires_at < $1",
+            "DELETE FROM refresh_tokens WHERE expires_at < $1",
+            "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
+        ] {
+            deleted += sqlx::query(statement)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        for statement in [
+            "DELETE FROM refresh_token_families WHERE created_at < $1 \
+             AND id NOT IN (SELECT family_id FROM refresh_tokens)",
+            "DELETE FROM authorization_codes WHERE created_at < $1 \
+             AND (family_id IS NULL OR family_id NOT IN (SELECT id FROM refresh_token_families))",
+        ] {
+            deleted += sqlx::query(statement)
+                .bind(grant_cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(deleted)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write transaction. SQLite takes the write lock at `BEGIN IMMEDIATE`, so the
+    /// busy timeout covers the wait; a deferred transaction that reads before it writes would
+    /// instead fail with SQLITE_BUSY when another writer commits in between.
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let transaction = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(transaction)
+    }
+}
+
+/// Adds `mode=rwc` so that SQLite creates a missing database file.
+fn sqlite_url_creating_file(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_url_gains_create_mode() {
+        assert_eq!(
+            sqlite_url_creating_file("sqlite://a.db"),
+            "sqlite://a.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_creating_file("sqlite://a.db?cache=shared"),
+            "sqlite://a.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_creating_file("sqlite://a.db?mode=ro"),
+            "sqlite://a.db?mode=ro"
+        );
+    }
+
+    #[test]
+    fn backend_is_read_from_url_scheme() {
+        assert_eq!(Backend::from_url("sqlite://x.db"), Ok(Backend::Sqlite));
+        assert_eq!(
+            Backend::from_url("postgres://u@127.0.0.1/db"),
+            Ok(Backend::Postgres)
+        );
+        assert!(Backend::from_url("mysql://x").is_err());
+    }
+}

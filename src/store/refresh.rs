@@ -1,0 +1,302 @@
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{Store, StoreError};
+
+/// A new refresh-token family, with its first token unless the client may not refresh.
+#[derive(Clone, Debug)]
+pub struct NewFamily<'a> {
+    pub id: &'a str,
+    pub client_id: &'a str,
+    pub subject: &'a str,
+    pub scope: &'a str,
+    pub resource: &'a str,
+    pub first_token_hash: Option<&'a str>,
+    pub token_expires_at: i64,
+}
+
+/// A refresh token with the grant of its family.
+#[derive(Clone, Debug)]
+pub struct FamilyRecord {
+    pub family_id: String,
+    pub client_id: String,
+    pub subject: String,
+    pub scope: String,
+    pub resource: String,
+    pub expires_at: i64,
+    /// Whether this token is live: not rotated, not expired, family not revoked.
+    pub active: bool,
+}
+
+/// Outcome of presenting a refresh token.
+#[derive(Debug)]
+pub enum RotatedToken<E> {
+    /// The token was rotated now; its successor has the digest the caller supplied.
+    Rotated(FamilyRecord),
+    /// The token is live but failed a check; nothing changed.
+    Rejected(E),
+    /// The token had already been rotated; its whole family is now revoked.
+    Reused,
+    /// No live token with this digest exists in this tenant.
+    Unknown,
+}
+
+pub(super) async fn insert_family(
+    transaction: &mut Transaction<'static, Any>,
+    tenant_id: &str,
+    family: &NewFamily<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO refresh_token_families (id, tenant_id, client_id, subject, scope, resource, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(family.id)
+    .bind(tenant_id)
+    .bind(family.client_id)
+    .bind(family.subject)
+    .bind(family.scope)
+    .bind(family.resource)
+    .bind(now)
+    .execute(&mut **transaction)
+    .await?;
+    let Some(token_hash) = family.first_token_hash else {
+        return Ok(());
+    };
+    insert_token(
+        transaction,
+        tenant_id,
+        family.id,
+        family.client_id,
+        family.scope,
+        token_hash,
+        family.token_expires_at,
+        now,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_token(
+    transaction: &mut Transaction<'static, Any>,
+    tenant_id: &str,
+    family_id: &str,
+    client_id: &str,
+    scope: &str,
+    token_hash: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, tenant_id, client_id, scope, \
+         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(token_hash)
+    .bind(family_id)
+    .bind(tenant_id)
+    .bind(client_id)
+    .bind(scope)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut **transaction)
+    .await?;
+    Ok(())
+}
+
+fn family_from_row(row: &AnyRow, active: bool) -> Result<FamilyRecord, StoreError> {
+    Ok(FamilyRecord {
+        family_id: row.try_get("family_id")?,
+        client_id: row.try_get("client_id")?,
+        subject: row.try_get("subject")?,
+        scope: row.try_get("scope")?,
+        resource: row.try_get("resource")?,
+        expires_at: row.try_get("expires_at")?,
+        active,
+    })
+}
+
+impl Store {
+    /// Rotates a refresh token: when `check` accepts the live token, marks it rotated and
+    /// inserts its successor, in one transaction.
+    ///
+    /// `rotated_at IS NULL` in the consuming statement closes the race between concurrent
+    /// refreshes with one token: at most one of them changes the row, so at most one gets a
+    /// successor. A rejected check rolls back, so a stranger presenting a stolen token cannot
+    /// use up the rightful client's token.
+    pub async fn rotate_refresh_token<E>(
+        &self,
+        tenant_id: &str,
+        token_hash: &str,
+        successor_hash: &str,
+        successor_expires_at: i64,
+        now: i64,
+        check: impl FnOnce(&FamilyRecord) -> Result<(), E>,
+    ) -> Result<RotatedToken<E>, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = $1 \
+             WHERE token_hash = $2 AND tenant_id = $3 AND rotated_at IS NULL AND expires_at > $1 \
+             AND family_id IN (SELECT id FROM refresh_token_families WHERE revoked_at IS NULL) \
+             RETURNING family_id, client_id, scope, expires_at, \
+             (SELECT subject FROM refresh_token_families f WHERE f.id = family_id) AS subject, \
+             (SELECT resource FROM refresh_token_families f WHERE f.id = family_id) AS resource",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .bind(tenant_id)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let Some(row) = row else {
+            transaction.rollback().await?;
+            return self
+                .handle_unrotatable_token(tenant_id, token_hash, now)
+                .await;
+        };
+        let family = family_from_row(&row, true)?;
+        if let Err(rejection) = check(&family) {
+            transaction.rollback().await?;
+            return Ok(RotatedToken::Rejected(rejection));
+        }
+        insert_token(
+            &mut transaction,
+            tenant_id,
+            &family.family_id,
+            &family.client_id,
+            &family.scope,
+            successor_hash,
+            successor_expires_at,
+            now,
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(RotatedToken::Rotated(family))
+    }
+
+    /// Revokes the family of a token presented after its rotation: either the client or a
+    /// thief holds a stale copy, and the server cannot tell which, so both lose it.
+    async fn handle_unrotatable_token<E>(
+        &self,
+        tenant_id: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<RotatedToken<E>, StoreError> {
+        let row = sqlx::query(
+            "SELECT family_id FROM refresh_tokens \
+             WHERE token_hash = $1 AND tenant_id = $2 AND rotated_at IS NOT NULL",
+        )
+        .bind(token_hash)
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(RotatedToken::Unknown);
+        };
+        let family_id: String = row.try_get("family_id")?;
+        self.revoke_family(tenant_id, &family_id, "refresh_token_reuse", now)
+            .await?;
+        Ok(RotatedToken::Reused)
+    }
+
+    /// Revokes a family unless it is already revoked, keeping the first reason recorded.
+    pub async fn revoke_family(
+        &self,
+        tenant_id: &str,
+        family_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE refresh_token_families SET revoked_at = $1, revoked_reason = $2 \
+             WHERE id = $3 AND tenant_id = $4 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(family_id)
+        .bind(tenant_id)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 1 {
+            tracing::warn!(tenant_id, family_id, reason, "refresh-token family revoked");
+        }
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Looks up a refresh token by digest in a tenant, live or not.
+    pub async fn refresh_token(
+        &self,
+        tenant_id: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<FamilyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT t.family_id, t.client_id, t.scope, t.expires_at, f.subject, f.resource, \
+             CAST(CASE WHEN t.rotated_at IS NULL AND t.expires_at > $3 AND f.revoked_at IS NULL \
+             THEN 1 ELSE 0 END AS BIGINT) AS live \
+             FROM refresh_tokens t JOIN refresh_token_families f ON f.id = t.family_id \
+             WHERE t.token_hash = $1 AND t.tenant_id = $2",
+        )
+        .bind(token_hash)
+        .bind(tenant_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let live: i64 = row.try_get("live")?;
+            family_from_row(&row, live == 1)
+        })
+        .transpose()
+    }
+
+    /// Returns whether the family exists in this tenant and is not revoked.
+    pub async fn family_is_live(
+        &self,
+        tenant_id: &str,
+        family_id: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS found FROM refresh_token_families \
+             WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(family_id)
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Records a JWT access token as revoked until it expires.
+    pub async fn revoke_access_token(
+        &self,
+        tenant_id: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, tenant_id, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(tenant_id)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn access_token_revoked(
+        &self,
+        tenant_id: &str,
+        jti: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS found FROM revoked_access_tokens WHERE jti = $1 AND tenant_id = $2",
+        )
+        .bind(jti)
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+}
