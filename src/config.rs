@@ -250,7 +250,7 @@ mod tests {
         );
         assert_eq!(
             validate_public_url("http://[::1]:80").unwrap(),
-            "http://[::1]:80"
+            "http://[::1]"
         );
         assert_eq!(
             validate_public_url("https://auth.example.com").unwrap(),
