@@ -31,7 +31,16 @@ pub struct Application {
 }
 
 impl Application {
+    /// Builds the application listening on `settings.bind`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("binding {}", settings.bind))?;
+        Self::build_on(settings, listener).await
+    }
+
+    /// Builds the application on a listener bound by the caller, so that tests can learn
+    /// the port before they choose the public URL.
+    pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let store = Store::connect(&settings.database).await.with_context(|| {
             format!(
                 "connecting to the database at {}",
@@ -43,8 +52,6 @@ impl Application {
             .await
             .context("creating the default tenant")?;
 
-        let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
         let settings = Arc::new(settings);
@@ -152,7 +159,7 @@ async fn log_issuers(store: &Store, public_url: &str, port: u16) {
 }
 
 fn spawn_purge(store: Store, access_token_lifetime: i64) {
-    actix_web::rt::spawn(async move {
+    tokio::spawn(async move {
         let mut interval = tokio::time::interval(PURGE_INTERVAL);
         loop {
             interval.tick().await;

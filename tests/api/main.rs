@@ -1,0 +1,4 @@
+//! The integration suite: one binary, a module per endpoint or concern.
+
+mod helpers;
+mod smoke;
