@@ -109,8 +109,38 @@ impl Settings {
     /// Loads `.env` when present, then reads and validates every `PORTCULLIS_*` variable.
     pub fn from_env() -> Result<Self, String> {
         let _ = dotenvy::dotenv();
+        Self::from_variables(std::env::vars())
+    }
+
+    /// Reads settings from `(name, value)` pairs. Unknown `PORTCULLIS_*` names are errors, so
+    /// that a misspelt setting cannot silently fall back to its default; names starting with
+    /// `PORTCULLIS_TEST_` belong to the test suite and are skipped. Empty values count as
+    /// unset.
+    pub fn from_variables(
+        variables: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, String> {
+        let mut known = Vec::new();
+        for (name, value) in variables {
+            let Some(setting) = name.strip_prefix(PREFIX) else {
+                continue;
+            };
+            if setting.starts_with("TEST_") || value.is_empty() {
+                continue;
+            }
+            if !KNOWN_SETTINGS.contains(&setting) {
+                return Err(format!(
+                    "unknown setting {name}; the settings are {}",
+                    KNOWN_SETTINGS
+                        .iter()
+                        .map(|known| format!("{PREFIX}{known}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            known.push((name, value));
+        }
         let raw: RawSettings = envy::prefixed(PREFIX)
-            .from_env()
+            .from_iter(known)
             .map_err(|error| format!("invalid setting: {error}"))?;
         Self::from_raw(raw)
     }
@@ -153,6 +183,19 @@ impl Settings {
             session: positive("SESSION_TTL_SECS", raw.session_ttl_secs, 28_800)?,
             authorization_request: 900,
         };
+        let database_url = raw
+            .database_url
+            .unwrap_or_else(|| "sqlite://portcullis.db".into());
+        let supported = ["sqlite:", "postgres://", "postgresql://"];
+        if !supported
+            .iter()
+            .any(|prefix| database_url.starts_with(prefix))
+        {
+            return Err(
+                "PORTCULLIS_DATABASE_URL must start with sqlite: or postgres:// (the URL is not shown because it may contain a password)"
+                    .into(),
+            );
+        }
         let max_connections = raw.database_max_connections.unwrap_or(16);
         if max_connections == 0 {
             return Err("PORTCULLIS_DATABASE_MAX_CONNECTIONS must be at least 1".into());
@@ -162,9 +205,7 @@ impl Settings {
             bind,
             public_url,
             database: DatabaseSettings {
-                url: raw
-                    .database_url
-                    .unwrap_or_else(|| "sqlite://portcullis.db".into()),
+                url: database_url,
                 max_connections,
                 acquire_timeout: Duration::from_secs(
                     raw.database_acquire_timeout_secs.unwrap_or(5),
@@ -237,6 +278,65 @@ pub fn is_loopback_host(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        Settings::from_variables(
+            pairs
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_apply_without_variables() {
+        let settings = settings(&[]).unwrap();
+        assert_eq!(settings.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.public_url, "http://127.0.0.1:8080");
+        assert_eq!(settings.database.url, "sqlite://portcullis.db");
+    }
+
+    #[test]
+    fn unknown_and_invalid_settings_are_rejected() {
+        let cases = [
+            (
+                "PORTCULLIS_PUBLICURL",
+                "http://127.0.0.1:1",
+                "misspelt name",
+            ),
+            ("PORTCULLIS_BIND", "localhost", "bind without port"),
+            ("PORTCULLIS_ACCESS_TOKEN_TTL_SECS", "0", "zero lifetime"),
+            (
+                "PORTCULLIS_ACCESS_TOKEN_TTL_SECS",
+                "ten",
+                "non-numeric lifetime",
+            ),
+            (
+                "PORTCULLIS_SQLITE_SYNCHRONOUS",
+                "off",
+                "unsafe synchronous mode",
+            ),
+            (
+                "PORTCULLIS_PUBLIC_URL",
+                "http://auth.example.com",
+                "plain http off loopback",
+            ),
+        ];
+        for (name, value, case) in cases {
+            assert!(
+                settings(&[(name, value)]).is_err(),
+                "{case} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_and_test_variables_are_skipped() {
+        let settings = settings(&[
+            ("PORTCULLIS_WORKERS", ""),
+            ("PORTCULLIS_TEST_POSTGRES_URL", "postgres://x"),
+        ]);
+        assert!(settings.is_ok());
+    }
 
     #[test]
     fn public_url_accepts_loopback_http_and_https() {

@@ -612,6 +612,20 @@ impl Browser {
         }
     }
 
+    /// A browser for the server at `address`, such as one started as a separate process.
+    pub fn with_address(address: &str, tenant: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        Self {
+            http,
+            address: address.to_owned(),
+            tenant: tenant.to_owned(),
+        }
+    }
+
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}/t/{}{path}", self.address, self.tenant)
     }
@@ -695,5 +709,48 @@ impl Browser {
             response.status()
         );
         location(&response)
+    }
+}
+
+impl TestApp {
+    /// Returns the number of rows in `table`, read on a connection of its own, so that a
+    /// test can check that a rejected request stored nothing.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        use sqlx::Connection;
+        let statement = format!("SELECT COUNT(*) FROM {table}");
+        match self.db {
+            Db::Sqlite => {
+                let mut connection = sqlx::SqliteConnection::connect(&self.database_url)
+                    .await
+                    .expect("connecting to the test database failed");
+                sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
+                    .fetch_one(&mut connection)
+                    .await
+                    .expect("counting rows failed")
+            }
+            Db::Postgres => {
+                let mut connection = sqlx::PgConnection::connect(&self.database_url)
+                    .await
+                    .expect("connecting to the test database failed");
+                sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
+                    .fetch_one(&mut connection)
+                    .await
+                    .expect("counting rows failed")
+            }
+        }
+    }
+
+    /// Returns the clients stored for tenant `tenant`.
+    pub async fn stored_clients(&self, tenant: &str) -> Vec<portcullis::store::ClientRecord> {
+        let tenant_id = self
+            .store
+            .tenant_id_by_slug(tenant)
+            .await
+            .expect("reading the tenant failed")
+            .expect("the tenant does not exist");
+        self.store
+            .list_clients(&tenant_id)
+            .await
+            .expect("listing clients failed")
     }
 }

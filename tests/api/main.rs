@@ -1,4 +1,9 @@
 //! The integration suite: one binary, a module per endpoint or concern.
 
+mod browser;
+mod cli;
 mod helpers;
+mod logging;
+mod process;
+mod settings;
 mod smoke;

@@ -1,0 +1,144 @@
+//! The `portcullis` binary as a user runs it: admin commands and a server process.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// A scratch directory with its own SQLite database for the binary.
+pub struct Workspace {
+    pub directory: tempfile::TempDir,
+    pub database_url: String,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let directory = tempfile::tempdir().unwrap();
+        let database_url = format!(
+            "sqlite://{}",
+            directory.path().join("portcullis.db").display()
+        );
+        Self {
+            directory,
+            database_url,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.directory.path()
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command
+            .current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORTCULLIS_DATABASE_URL", &self.database_url);
+        command
+    }
+
+    /// Runs `portcullis ARGS` with `stdin` as its standard input.
+    pub fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting portcullis failed");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs `portcullis ARGS` and returns its standard output, asserting success.
+    pub fn run_ok(&self, args: &[&str], stdin: &str) -> String {
+        let output = self.run(args, stdin);
+        assert!(
+            output.status.success(),
+            "portcullis {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Starts `portcullis serve` on a free loopback port with extra environment variables;
+    /// standard output and error go to files in the workspace.
+    pub async fn serve(&self, extra: &[(&str, &str)]) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let stdout = self.path().join("stdout.log");
+        let stderr = self.path().join("stderr.log");
+        let mut command = self.command();
+        command
+            .arg("serve")
+            .env("PORTCULLIS_BIND", format!("127.0.0.1:{port}"))
+            .env("PORTCULLIS_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("starting portcullis serve failed");
+        let server = Server {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+            stdout,
+            stderr,
+        };
+        server.wait_ready().await;
+        server
+    }
+}
+
+/// A running `portcullis serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub address: String,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Server {
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(response) = client.get(format!("{}/healthz", self.address)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "portcullis serve did not become healthy: {}",
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server and returns what it wrote to standard output and standard error.
+    pub fn stop(mut self) -> (String, String) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (
+            std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
