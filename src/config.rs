@@ -48,8 +48,8 @@ struct RawSettings {
     log_format: Option<String>,
 }
 
-/// SQLite's `synchronous` pragma: `Normal` in WAL mode loses at most the last transactions
-/// before a power cut or OS crash, never consistency; `Full` syncs the WAL on every commit.
+/// SQLite's `synchronous` pragma. In WAL mode `Normal` can lose the last transactions to a
+/// power cut or OS crash but never consistency. `Full` syncs the WAL on every commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SqliteSynchronous {
     Normal,
@@ -113,7 +113,7 @@ impl Settings {
     }
 
     /// Reads settings from `(name, value)` pairs. Unknown `PORTCULLIS_*` names are errors, so
-    /// that a misspelt setting cannot silently fall back to its default; names starting with
+    /// that a misspelt setting cannot silently fall back to its default. Names starting with
     /// `PORTCULLIS_TEST_` belong to the test suite and are skipped. Empty values count as
     /// unset.
     pub fn from_variables(
@@ -239,7 +239,7 @@ fn positive(name: &str, value: Option<i64>, default: i64) -> Result<i64, String>
 }
 
 /// Checks that the public URL is an origin (scheme, host, optional port) and that plain
-/// `http` is used only for loopback hosts, where no network sees the traffic.
+/// `http` is used only for loopback hosts, whose traffic never crosses a network.
 fn validate_public_url(value: &str) -> Result<String, String> {
     let invalid = |reason: &str| format!("PORTCULLIS_PUBLIC_URL={value:?} is invalid: {reason}");
     let url = url::Url::parse(value).map_err(|error| invalid(&error.to_string()))?;

@@ -1,7 +1,7 @@
 //! Resource indicators (RFC 8707) and the scope a grant receives.
 //!
 //! Policy when `resource` is omitted: a tenant with exactly one registered resource uses it
-//! as the audience; otherwise the request fails with `invalid_target`, so no token is ever
+//! as the audience. Otherwise the request fails with `invalid_target`, so no token is ever
 //! valid at every resource. One resource per request: a repeated `resource` parameter fails
 //! with `invalid_target`.
 //!

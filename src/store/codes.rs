@@ -69,9 +69,9 @@ impl Store {
     /// Redeems a code and, when `check` accepts its grant, starts a refresh-token family with
     /// a first token whose digest is `refresh_hash` (if any), all in one transaction.
     ///
-    /// The consuming statement is the only place that decides who wins: `used_at IS NULL` in
-    /// the `WHERE` clause makes concurrent redemptions (on one instance or several sharing
-    /// the database) change the row at most once, so exactly one caller gets the grant back.
+    /// The consuming statement alone decides which caller wins. Because of `used_at IS NULL`
+    /// in its `WHERE` clause, concurrent redemptions on one instance or several sharing the
+    /// database change the row once, so exactly one caller gets the grant back.
     /// A rejected check still consumes the code, so a guessed verifier gets one try.
     pub async fn redeem_code<E>(
         &self,
@@ -132,9 +132,9 @@ impl Store {
         Ok(RedeemedCode::Issued { code, family_id })
     }
 
-    /// Tells a reused code from an unknown or expired one, revoking the family a reused code
-    /// started: a second presentation means the code leaked, so whoever redeemed it first
-    /// must lose the tokens too.
+    /// Tells a reused code from an unknown or expired one, and revokes the family a reused
+    /// code started. A second presentation means the code leaked, so the first redeemer must
+    /// lose its tokens too.
     async fn handle_unredeemable_code<E>(
         &self,
         tenant_id: &str,

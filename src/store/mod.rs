@@ -193,7 +193,7 @@ impl Store {
     }
 
     /// Starts a write transaction. SQLite takes the write lock at `BEGIN IMMEDIATE`, so the
-    /// busy timeout covers the wait; a deferred transaction that reads before it writes would
+    /// busy timeout covers the wait. A deferred transaction that reads before it writes would
     /// instead fail with SQLITE_BUSY when another writer commits in between.
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
         let transaction = match self.backend {

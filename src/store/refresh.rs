@@ -173,7 +173,7 @@ impl Store {
     }
 
     /// Revokes the family of a token presented after its rotation: either the client or a
-    /// thief holds a stale copy, and the server cannot tell which, so both lose it.
+    /// thief has a stale copy, and the server cannot tell which, so both lose it.
     async fn handle_unrotatable_token<E>(
         &self,
         tenant_id: &str,
