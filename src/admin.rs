@@ -2,6 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::audit::AuditEvent;
 use crate::clock;
 use crate::keys;
 use crate::oauth::OAuthError;
@@ -37,12 +38,18 @@ pub async fn create_tenant(store: &Store, slug: &TenantSlug) -> Result<String, A
     let key = keys::generate_key("current").map_err(|error| {
         AdminError::Invalid(format!("generating the signing key failed: {error}"))
     })?;
-    match store.insert_tenant(slug.as_str(), &key, clock::now()).await {
+    let tenant_id = match store.insert_tenant(slug.as_str(), &key, clock::now()).await {
         Err(StoreError::Duplicate) => {
-            Err(AdminError::Invalid(format!("tenant {slug} already exists")))
+            return Err(AdminError::Invalid(format!("tenant {slug} already exists")));
         }
-        other => Ok(other?),
-    }
+        other => other?,
+    };
+    let detail =
+        serde_json::json!({"kid": key.kid, "algorithm": key.algorithm, "state": key.state});
+    store
+        .insert_audit_events(&[AuditEvent::new(&tenant_id, "key_created").detail(detail)])
+        .await?;
+    Ok(tenant_id)
 }
 
 /// Returns the id of an existing tenant.

@@ -5,6 +5,7 @@
 //! calls and outcomes to responses.
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;

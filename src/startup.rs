@@ -10,6 +10,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use secrecy::SecretString;
 
+use crate::audit::AuditLog;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::store::Store;
@@ -21,6 +22,9 @@ pub const DEFAULT_TENANT: &str = "default";
 /// Name of the user created in the default tenant of an empty database.
 pub const DEFAULT_USER: &str = "admin";
 
+/// How long a stopping server waits for queued audit events to be written.
+const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How often expired codes, sessions and tokens are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -28,6 +32,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    audit_writer: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -55,7 +60,8 @@ impl Application {
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
         let settings = Arc::new(settings);
-        let state = web::Data::new(AppState::new(Arc::clone(&settings), store.clone()));
+        let (audit, audit_writer) = AuditLog::start(store.clone());
+        let state = web::Data::new(AppState::new(Arc::clone(&settings), store.clone(), audit));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -87,6 +93,7 @@ impl Application {
             port,
             server,
             store,
+            audit_writer,
         })
     }
 
@@ -102,8 +109,17 @@ impl Application {
         &self.store
     }
 
+    /// Serves until the server is stopped, then waits up to `AUDIT_FLUSH_TIMEOUT` for queued
+    /// audit events to be written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if tokio::time::timeout(AUDIT_FLUSH_TIMEOUT, self.audit_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("audit events were still queued at shutdown and are lost");
+        }
+        served
     }
 }
 

@@ -2,10 +2,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
 
 use super::authorize::{self, failure_page, pending_request};
 use super::login::complete_with_code;
 use super::{AppState, extract, pages};
+use crate::audit::AuditEvent;
 use crate::clock;
 use crate::oauth::{ErrorCode, OAuthError, authorization};
 
@@ -80,6 +82,12 @@ async fn approve(
         )
         .await?;
     tracing::info!(tenant = %tenant.slug, client_id, "consent granted");
+    let detail = json!({"scope": pending.scope, "resource": pending.resource});
+    state.audit.record(
+        AuditEvent::new(&tenant.id, "consent_granted")
+            .client(client_id)
+            .detail(detail),
+    );
     complete_with_code(state, tenant, pending, user_id, params, now).await
 }
 
@@ -96,6 +104,9 @@ async fn deny(
         .complete_authorization_request(&tenant.id, request_id, now)
         .await?;
     tracing::info!(tenant = %tenant.slug, client_id = %pending.client_id, "consent denied");
+    state
+        .audit
+        .record(AuditEvent::new(&tenant.id, "consent_denied").client(&pending.client_id));
     let error = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
     let location = authorization::error_redirect(
         &pending.redirect_uri,

@@ -3,10 +3,12 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::SecretString;
+use serde_json::json;
 
 use super::authorize::{self, FormTokens, GrantDraft, failure_page, pending_request};
 use super::session;
 use super::{AppState, extract, pages};
+use crate::audit::AuditEvent;
 use crate::clock;
 use crate::oauth::OAuthError;
 use crate::secret::Bearer;
@@ -50,12 +52,27 @@ pub async fn post_login(
     let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
     let Some(user) = user.filter(|_| !username.is_empty()) else {
         state.passwords.verify(password, None).await;
+        // The attempted name is not recorded: people sometimes type a password there.
+        let event = AuditEvent::new(&tenant.id, "login_failed")
+            .client(&client.id)
+            .detail(json!({"reason": "unknown_user"}));
+        state.audit.record(event);
         return rejected_login(&tenant, &client, &form, username);
     };
     if !state.passwords.verify(password, stored_hash).await {
+        let event = AuditEvent::new(&tenant.id, "login_failed")
+            .client(&client.id)
+            .subject(&user.username)
+            .detail(json!({"reason": "wrong_password"}));
+        state.audit.record(event);
         return rejected_login(&tenant, &client, &form, username);
     }
     tracing::info!(tenant = %tenant.slug, outcome = "success", "login");
+    state.audit.record(
+        AuditEvent::new(&tenant.id, "login_succeeded")
+            .client(&client.id)
+            .subject(&user.username),
+    );
 
     // A new session id after login, so an id planted before login is worthless.
     let new_id = Bearer::generate();

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use actix_web::web;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+use crate::audit::AuditLog;
 use crate::config::Settings;
 use crate::keys::KeyRing;
 use crate::password::PasswordChecker;
@@ -35,12 +36,13 @@ pub struct AppState {
     pub tenants: TenantDirectory,
     pub keys: KeyRing,
     pub passwords: PasswordChecker,
+    pub audit: AuditLog,
     /// Registrations per client IP address; `None` when the limit is off.
     pub registration_limiter: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
 }
 
 impl AppState {
-    pub fn new(settings: Arc<Settings>, store: Store) -> Self {
+    pub fn new(settings: Arc<Settings>, store: Store, audit: AuditLog) -> Self {
         let registration_limiter = NonZeroU32::new(settings.registration_rate_limit_per_minute)
             .map(|per_minute| governor::RateLimiter::keyed(Quota::per_minute(per_minute)));
         Self {
@@ -48,6 +50,7 @@ impl AppState {
             keys: KeyRing::new(store.clone()),
             passwords: PasswordChecker::new(settings.password_hash_concurrency),
             registration_limiter,
+            audit,
             store,
             settings,
         }

@@ -1,9 +1,10 @@
 //! Dynamic client registration (RFC 7591) and client configuration (RFC 7592).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::{AppState, extract};
+use crate::audit::AuditEvent;
 use crate::clock;
 use crate::oauth::client::{AuthMethod, Client, ClientMetadata};
 use crate::oauth::registration::{self, IssuedCredentials, MAX_BODY_BYTES};
@@ -32,6 +33,12 @@ pub async fn post_register(
         registration::register_client(&state.store, &tenant.id, &metadata, "dcr", true, now)
             .await?;
     tracing::info!(tenant = %tenant.slug, client_id = %credentials.client_id, "client registered");
+    let detail = json!({"registered_by": "dcr", "token_endpoint_auth_method": metadata.token_endpoint_auth_method});
+    state.audit.record(
+        AuditEvent::new(&tenant.id, "client_registered")
+            .client(&credentials.client_id)
+            .detail(detail),
+    );
     Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
         .json(registration_response(&tenant, &metadata, &credentials)))
@@ -106,6 +113,9 @@ pub async fn put_client(
         return Err(invalid_registration_token());
     }
     tracing::info!(tenant = %tenant.slug, client_id = %client.id, "client updated");
+    state
+        .audit
+        .record(AuditEvent::new(&tenant.id, "client_updated").client(&client.id));
     Ok(configuration_response(&tenant, &client, &metadata))
 }
 
@@ -116,6 +126,9 @@ pub async fn delete_client(
     let (tenant, client) = authorized_client(&state, &request).await?;
     state.store.delete_client(&tenant.id, &client.id).await?;
     tracing::info!(tenant = %tenant.slug, client_id = %client.id, "client deleted");
+    state
+        .audit
+        .record(AuditEvent::new(&tenant.id, "client_deleted").client(&client.id));
     Ok(HttpResponse::NoContent().finish())
 }
 

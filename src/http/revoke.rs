@@ -6,8 +6,10 @@
 //! neither revoke nor probe another client's tokens.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
 
 use super::{AppState, extract};
+use crate::audit::AuditEvent;
 use crate::clock;
 use crate::oauth::OAuthError;
 use crate::oauth::client_auth::PresentedCredentials;
@@ -39,6 +41,12 @@ pub async fn post_revoke(
                 .store
                 .revoke_family(&tenant.id, &refresh.family_id, "revoked_by_client", now)
                 .await?;
+            let detail = json!({"token_type": "refresh_token", "family_id": refresh.family_id});
+            state.audit.record(
+                AuditEvent::new(&tenant.id, "token_revoked")
+                    .client(&client.id)
+                    .detail(detail),
+            );
         }
     } else {
         let keys = state.keys.tenant_keys(&tenant.id).await?;
@@ -50,6 +58,12 @@ pub async fn post_revoke(
                 .revoke_access_token(&tenant.id, &claims.jwt_id, claims.expires_at, now)
                 .await?;
             tracing::info!(tenant = %tenant.slug, client_id = %client.id, "access token revoked");
+            let detail = json!({"token_type": "access_token", "jti": claims.jwt_id});
+            state.audit.record(
+                AuditEvent::new(&tenant.id, "token_revoked")
+                    .client(&client.id)
+                    .detail(detail),
+            );
         }
     }
     Ok(HttpResponse::Ok()

@@ -15,9 +15,8 @@ pub async fn post_token(
 ) -> Result<HttpResponse, OAuthError> {
     let tenant = extract::tenant(&state, &request).await?;
     let params = extract::form(&request, payload).await?;
-    if !params.is_repeated("resource") {
-        params.reject_repeated()?;
-    }
+    // A repeated resource is left to the grant, which answers it with invalid_target.
+    params.reject_repeated_except("resource")?;
     let grant_type = params.require("grant_type")?;
     if !grants_supported(grant_type) {
         return Err(OAuthError::new(
@@ -41,6 +40,7 @@ pub async fn post_token(
         keys: &keys,
         lifetimes: state.settings.lifetimes,
         now,
+        audit: &state.audit,
     };
     let response = match grant_type {
         "authorization_code" => grants::exchange_code(&context, &client, &params).await?,

@@ -1,7 +1,5 @@
 //! JWT access tokens per RFC 9068, and their verification.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use josekit::jws::JwsHeader;
 use josekit::jwt::{self, JwtPayload};
 use serde_json::Value;
@@ -71,9 +69,10 @@ impl TenantKeys {
         if !claims.scope.is_empty() {
             payload.set_claim("scope", Some(Value::String(claims.scope.clone())))?;
         }
-        payload.set_issued_at(&(UNIX_EPOCH + Duration::from_secs(claims.issued_at.max(0) as u64)));
-        payload
-            .set_expires_at(&(UNIX_EPOCH + Duration::from_secs(claims.expires_at.max(0) as u64)));
+        // josekit's set_issued_at and set_expires_at write floats such as 1700000000.0;
+        // integers are what resource servers expect and what verification reads back.
+        payload.set_claim("iat", Some(Value::from(claims.issued_at)))?;
+        payload.set_claim("exp", Some(Value::from(claims.expires_at)))?;
         payload.set_jwt_id(&claims.jwt_id);
         jwt::encode_with_signer(&payload, &header, self.signer.as_ref())
     }

@@ -64,6 +64,16 @@ impl Params {
             None => Ok(()),
         }
     }
+
+    /// Fails like `reject_repeated`, except that `allowed` may repeat.
+    pub fn reject_repeated_except(&self, allowed: &str) -> Result<(), OAuthError> {
+        match self.repeated.iter().find(|name| name.as_str() != allowed) {
+            Some(name) => Err(OAuthError::invalid_request(format!(
+                "the {name} parameter is repeated; send each parameter once"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -86,6 +96,15 @@ mod tests {
         assert!(!params.is_repeated("b"));
         let error = params.reject_repeated().unwrap_err();
         assert!(error.description.contains("the a parameter"));
+    }
+
+    #[test]
+    fn params_report_repeats_besides_allowed_one() {
+        let params = Params::parse(b"resource=a&resource=b&code=1&code=2").unwrap();
+        let error = params.reject_repeated_except("resource").unwrap_err();
+        assert!(error.description.contains("the code parameter"));
+        let params = Params::parse(b"resource=a&resource=b&code=1").unwrap();
+        assert!(params.reject_repeated_except("resource").is_ok());
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub enum RedeemedCode<E> {
     /// The code was consumed now but failed a check, so no tokens were issued.
     Rejected(E),
     /// The code had already been used; the family it started, if any, is now revoked.
-    Reused,
+    Reused { family_id: Option<String> },
     /// No unexpired code with this digest exists in this tenant.
     Unknown,
 }
@@ -153,10 +153,10 @@ impl Store {
             return Ok(RedeemedCode::Unknown);
         };
         let family_id: Option<String> = row.try_get("family_id")?;
-        if let Some(family_id) = family_id {
-            self.revoke_family(tenant_id, &family_id, "authorization_code_reuse", now)
+        if let Some(family_id) = &family_id {
+            self.revoke_family(tenant_id, family_id, "authorization_code_reuse", now)
                 .await?;
         }
-        Ok(RedeemedCode::Reused)
+        Ok(RedeemedCode::Reused { family_id })
     }
 }

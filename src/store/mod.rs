@@ -3,6 +3,7 @@
 //! timestamp types can be read, so times are epoch seconds in `BIGINT` columns, flags are
 //! nullable timestamps (`used_at IS NULL`), and ids and JSON are text.
 
+mod audit;
 mod clients;
 mod codes;
 mod keys;
@@ -57,9 +58,27 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
                 Self::Duplicate
             }
+            sqlx::Error::Database(database_error)
+                if database_error
+                    .code()
+                    .is_some_and(|code| is_transient_code(&code)) =>
+            {
+                Self::Unavailable(error)
+            }
             _ => Self::Query(error),
         }
     }
+}
+
+/// Returns whether a database error code means "try again later" rather than a bad
+/// statement: SQLite's SQLITE_BUSY (5) and SQLITE_LOCKED (6) with their extended codes, and
+/// PostgreSQL's connection exceptions (class 08), `admin_shutdown`, `crash_shutdown` and
+/// `cannot_connect_now` (57P01-57P03), and `too_many_connections` (53300).
+fn is_transient_code(code: &str) -> bool {
+    let sqlite_busy = code
+        .parse::<u32>()
+        .is_ok_and(|number| matches!(number & 0xff, 5 | 6));
+    sqlite_busy || code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,6 +252,18 @@ mod tests {
             sqlite_url_creating_file("sqlite://a.db?mode=ro"),
             "sqlite://a.db?mode=ro"
         );
+    }
+
+    #[test]
+    fn transient_codes_are_recognised() {
+        for code in [
+            "5", "517", "6", "262", "08006", "08001", "57P01", "57P03", "53300",
+        ] {
+            assert!(is_transient_code(code), "{code} should be transient");
+        }
+        for code in ["19", "2067", "23505", "42P01", "1"] {
+            assert!(!is_transient_code(code), "{code} should not be transient");
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub enum RotatedToken<E> {
     /// The token is live but failed a check; nothing changed.
     Rejected(E),
     /// The token had already been rotated; its whole family is now revoked.
-    Reused,
+    Reused { family_id: String },
     /// No live token with this digest exists in this tenant.
     Unknown,
 }
@@ -194,7 +194,7 @@ impl Store {
         let family_id: String = row.try_get("family_id")?;
         self.revoke_family(tenant_id, &family_id, "refresh_token_reuse", now)
             .await?;
-        Ok(RotatedToken::Reused)
+        Ok(RotatedToken::Reused { family_id })
     }
 
     /// Revokes a family unless it is already revoked, keeping the first reason recorded.

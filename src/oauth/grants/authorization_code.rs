@@ -1,5 +1,7 @@
 //! The authorization code grant's token request (RFC 6749 §4.1.3, RFC 7636 §4.5-4.6).
 
+use serde_json::json;
+
 use super::{GrantContext, TokenResponse, check_same_resource, family_jwt_id, require_grant};
 use crate::oauth::OAuthError;
 use crate::oauth::client::{Client, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
@@ -63,6 +65,12 @@ pub async fn exchange_code(
     match outcome {
         RedeemedCode::Issued { code, family_id } => {
             tracing::info!(client_id = %client.id, "authorization code redeemed");
+            context.audit(
+                "token_issued",
+                client,
+                Some(&code.subject),
+                json!({"grant_type": "authorization_code", "family_id": family_id, "resource": code.resource, "scope": code.scope}),
+            );
             context.respond(
                 &code.subject,
                 client,
@@ -73,8 +81,14 @@ pub async fn exchange_code(
             )
         }
         RedeemedCode::Rejected(error) => Err(error),
-        RedeemedCode::Reused => {
+        RedeemedCode::Reused { family_id } => {
             tracing::warn!(client_id = %client.id, "authorization code reused; its tokens are revoked");
+            context.audit(
+                "code_reuse_detected",
+                client,
+                None,
+                json!({"revoked_family_id": family_id}),
+            );
             Err(OAuthError::invalid_grant("the code has already been used"))
         }
         RedeemedCode::Unknown => Err(OAuthError::invalid_grant(

@@ -16,6 +16,7 @@ use super::client::Client;
 use super::params::Params;
 use super::resource::Target;
 use super::scope::Scope;
+use crate::audit::{AuditEvent, AuditLog};
 use crate::config::Lifetimes;
 use crate::keys::{AccessTokenClaims, TenantKeys};
 use crate::store::Store;
@@ -28,6 +29,7 @@ pub struct GrantContext<'a> {
     pub keys: &'a TenantKeys,
     pub lifetimes: Lifetimes,
     pub now: i64,
+    pub audit: &'a AuditLog,
 }
 
 /// A successful token response (RFC 6749 §5.1).
@@ -43,6 +45,23 @@ pub struct TokenResponse {
 }
 
 impl GrantContext<'_> {
+    /// Records a security event of this tenant for `client`.
+    fn audit(
+        &self,
+        event: &'static str,
+        client: &Client,
+        subject: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        let mut record = AuditEvent::new(&self.tenant.id, event)
+            .client(&client.id)
+            .detail(detail);
+        if let Some(subject) = subject {
+            record = record.subject(subject);
+        }
+        self.audit.record(record);
+    }
+
     /// Signs an access token for `subject` and builds the response around it.
     fn respond(
         &self,

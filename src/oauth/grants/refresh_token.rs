@@ -1,5 +1,7 @@
 //! The refresh token grant (RFC 6749 §6) with rotation on every use (RFC 9700 §4.14.2).
 
+use serde_json::json;
+
 use super::{
     GrantContext, TokenResponse, check_same_resource, family_jwt_id, require_grant, stored_target,
 };
@@ -55,6 +57,12 @@ pub async fn refresh(
 
     match outcome {
         RotatedToken::Rotated(family) => {
+            context.audit(
+                "token_issued",
+                client,
+                Some(&family.subject),
+                json!({"grant_type": "refresh_token", "family_id": family.family_id, "resource": family.resource}),
+            );
             let target = stored_target(&family.resource, &family.scope);
             let scope = requested_scope.unwrap_or(target.scopes);
             context.respond(
@@ -67,8 +75,14 @@ pub async fn refresh(
             )
         }
         RotatedToken::Rejected(error) => Err(error),
-        RotatedToken::Reused => {
+        RotatedToken::Reused { family_id } => {
             tracing::warn!(client_id = %client.id, "rotated refresh token presented again; its family is revoked");
+            context.audit(
+                "refresh_token_reuse_detected",
+                client,
+                None,
+                json!({"revoked_family_id": family_id}),
+            );
             Err(OAuthError::invalid_grant(
                 "the refresh token has already been used",
             ))

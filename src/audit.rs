@@ -1,0 +1,110 @@
+//! The `audit_events` table: logins, registrations, token issuance, reuse detection,
+//! revocations and key changes, for operators to query with SQL.
+//!
+//! Request handlers hand events to a bounded queue and never wait for the database. One
+//! background task writes them in batches, one transaction per batch, so a burst of token
+//! requests costs a few commits rather than one per token. Events still queued when the
+//! process is killed are lost; a graceful stop writes them first. While the database is
+//! unreachable the writer retries; once the queue is full, new events are dropped and
+//! counted in the log.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::clock;
+use crate::store::Store;
+
+/// Events the queue keeps before it drops new ones.
+const QUEUE_CAPACITY: usize = 10_000;
+/// Most events written in one transaction.
+const BATCH_SIZE: usize = 500;
+
+/// One audit row. `detail` is a JSON object without secrets.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub tenant_id: Option<String>,
+    pub occurred_at: i64,
+    pub event: &'static str,
+    pub client_id: Option<String>,
+    pub subject: Option<String>,
+    pub detail: Value,
+}
+
+impl AuditEvent {
+    pub fn new(tenant_id: &str, event: &'static str) -> Self {
+        Self {
+            tenant_id: Some(tenant_id.to_owned()),
+            occurred_at: clock::now(),
+            event,
+            client_id: None,
+            subject: None,
+            detail: Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    pub fn client(mut self, client_id: &str) -> Self {
+        self.client_id = Some(client_id.to_owned());
+        self
+    }
+
+    pub fn subject(mut self, subject: &str) -> Self {
+        self.subject = Some(subject.to_owned());
+        self
+    }
+
+    pub fn detail(mut self, detail: Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+/// The sending side of the audit queue; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    sender: mpsc::Sender<AuditEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AuditLog {
+    /// Starts the writer task and returns the log with the task's handle, which finishes
+    /// after every clone of the log is dropped and the queue is written out.
+    pub fn start(store: Store) -> (Self, JoinHandle<()>) {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer = tokio::spawn(write_events(store, receiver));
+        (Self { sender, dropped }, writer)
+    }
+
+    /// Queues an event without waiting.
+    pub fn record(&self, event: AuditEvent) {
+        if self.sender.try_send(event).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "audit queue full; events dropped");
+            }
+        }
+    }
+}
+
+async fn write_events(store: Store, mut receiver: mpsc::Receiver<AuditEvent>) {
+    let mut batch = Vec::with_capacity(BATCH_SIZE);
+    while receiver.recv_many(&mut batch, BATCH_SIZE).await > 0 {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match store.insert_audit_events(&batch).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(error = %error, events = batch.len(), "writing audit events failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
