@@ -22,6 +22,9 @@ pub const DEFAULT_TENANT: &str = "default";
 /// Name of the user created in the default tenant of an empty database.
 pub const DEFAULT_USER: &str = "admin";
 
+/// How long an idle HTTP/1.1 connection stays open.
+const KEEP_ALIVE: Duration = Duration::from_secs(75);
+
 /// How long a stopping server waits for queued audit events to be written.
 const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -85,6 +88,9 @@ impl Application {
                 .configure(http::routes)
         })
         .workers(workers)
+        // Longer than the idle timeouts of common clients and load balancers, so a client rarely
+        // sends a request on a connection the server is closing at that moment.
+        .keep_alive(KEEP_ALIVE)
         .listen(listener)?
         .run();
         log_issuers(&store, &settings.public_url, port).await;

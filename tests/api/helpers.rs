@@ -70,9 +70,14 @@ macro_rules! db_test {
 }
 
 /// A database made for one test, removed when dropped.
-enum TestDatabase {
+pub enum TestDatabase {
+    /// A database the test manages itself.
+    External,
     Sqlite(tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl Drop for TestDatabase {
@@ -159,14 +164,54 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
 
 /// Like `spawn_app`, with a chance to change the settings first.
 pub async fn spawn_app_with(db: Db, configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
-    let (database, url) = match db {
+    let (database, url) = fresh_database(db).await?;
+    Some(start_app(db, database, url, configure).await)
+}
+
+/// Starts a server on the database at `url`, which `database` removes when dropped.
+pub async fn start_app(
+    db: Db,
+    database: TestDatabase,
+    url: String,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut settings = test_settings(port, &url);
+    configure(&mut settings);
+    let application = Application::build_on(settings, listener)
+        .await
+        .expect("building the application failed");
+    let store = application.store().clone();
+    let handle = application.handle();
+    tokio::spawn(application.run_until_stopped());
+
+    seed(&store).await;
+    let address = format!("http://127.0.0.1:{port}");
+    TestApp {
+        issuer: format!("{address}/t/{TENANT}"),
+        address,
+        port,
+        db,
+        store,
+        database_url: url,
+        http: plain_client(),
+        handle,
+        _database: database,
+    }
+}
+
+/// Creates an empty database for one test and returns it with its URL. Returns `None` for
+/// PostgreSQL when `PORTCULLIS_TEST_POSTGRES_URL` is not set.
+pub async fn fresh_database(db: Db) -> Option<(TestDatabase, String)> {
+    match db {
         Db::Sqlite => {
             let directory = tempfile::tempdir().expect("creating a temporary directory failed");
             let url = format!(
                 "sqlite://{}",
                 directory.path().join("portcullis.db").display()
             );
-            (TestDatabase::Sqlite(directory), url)
+            Some((TestDatabase::Sqlite(directory), url))
         }
         Db::Postgres => {
             let Ok(admin_url) = std::env::var(POSTGRES_VARIABLE) else {
@@ -187,34 +232,9 @@ pub async fn spawn_app_with(db: Db, configure: impl FnOnce(&mut Settings)) -> Op
                     .expect("creating the test database failed");
             }
             let url = replace_database_name(&admin_url, &name);
-            (TestDatabase::Postgres { admin_url, name }, url)
+            Some((TestDatabase::Postgres { admin_url, name }, url))
         }
-    };
-
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut settings = test_settings(port, &url);
-    configure(&mut settings);
-    let application = Application::build_on(settings, listener)
-        .await
-        .expect("building the application failed");
-    let store = application.store().clone();
-    let handle = application.handle();
-    tokio::spawn(application.run_until_stopped());
-
-    seed(&store).await;
-    let address = format!("http://127.0.0.1:{port}");
-    Some(TestApp {
-        issuer: format!("{address}/t/{TENANT}"),
-        address,
-        port,
-        db,
-        store,
-        database_url: url,
-        http: plain_client(),
-        handle,
-        _database: database,
-    })
+    }
 }
 
 fn replace_database_name(url: &str, name: &str) -> String {

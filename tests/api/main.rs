@@ -3,8 +3,12 @@
 mod admin_sql;
 mod browser;
 mod cli;
+mod concurrency;
+mod deployment;
 mod helpers;
+mod instances;
 mod logging;
+mod outage;
 mod process;
 mod settings;
 mod smoke;

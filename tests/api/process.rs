@@ -24,6 +24,14 @@ impl Workspace {
         }
     }
 
+    /// A workspace whose binary uses the database at `database_url`.
+    pub fn with_database(database_url: &str) -> Self {
+        Self {
+            directory: tempfile::tempdir().unwrap(),
+            database_url: database_url.to_owned(),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.directory.path()
     }

@@ -1,0 +1,248 @@
+//! Database outages: a PostgreSQL cluster made for the test with `initdb` on its own
+//! loopback port is stopped under a running server and started again. Runs with the
+//! PostgreSQL suite, that is with `PORTCULLIS_TEST_POSTGRES_URL` set.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// A private PostgreSQL cluster, stopped when dropped.
+struct Cluster {
+    directory: tempfile::TempDir,
+    binaries: PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+impl Cluster {
+    fn create() -> Self {
+        let binaries = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries not found under /usr/lib/postgresql")
+            .map(|entry| entry.unwrap().path().join("bin"))
+            .find(|path| path.join("initdb").exists())
+            .expect("initdb not found under /usr/lib/postgresql/*/bin");
+        let directory = tempfile::tempdir().unwrap();
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|output| output.stdout.starts_with(b"0\n"));
+        // PostgreSQL refuses to run as root, so the cluster belongs to the postgres user.
+        if as_root {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(directory.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown of the cluster directory failed");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = Self {
+            directory,
+            binaries,
+            port,
+            as_root,
+        };
+        let data = cluster.data().display().to_string();
+        cluster.run(
+            "initdb",
+            &["-D", &data, "--auth=trust", "-U", "postgres", "--no-sync"],
+        );
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.directory.path().join("data")
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let binary = self.binaries.join(program);
+        let mut command = if self.as_root {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(binary);
+            command
+        } else {
+            Command::new(binary)
+        };
+        let output = command.args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.directory.path().display()
+        );
+        let log = self
+            .directory
+            .path()
+            .join("server.log")
+            .display()
+            .to_string();
+        let data = self.data().display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-o", &options, "-w", "start"],
+        );
+    }
+
+    fn stop(&self) {
+        let data = self.data().display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data().display().to_string();
+        let binary = self.binaries.join("pg_ctl");
+        let mut command = if self.as_root {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(binary);
+            command
+        } else {
+            Command::new(binary)
+        };
+        let _ = command
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+async fn assert_unavailable_json(response: reqwest::Response, what: &str) {
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{what} during the outage"
+    );
+    assert!(
+        response.headers().contains_key("retry-after"),
+        "{what} has no Retry-After"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"], "temporarily_unavailable",
+        "{what} body: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_answers_503_then_recovers() {
+    if std::env::var(POSTGRES_VARIABLE).is_err() {
+        eprintln!("notice: {POSTGRES_VARIABLE} is not set; skipping the PostgreSQL outage test");
+        return;
+    }
+    let cluster = Cluster::create();
+    cluster.start();
+    let app = start_app(
+        Db::Postgres,
+        TestDatabase::External,
+        cluster.url(),
+        |settings| {
+            settings.database.acquire_timeout = Duration::from_secs(1);
+        },
+    )
+    .await;
+    let client = app.public_client().await;
+    let tokens = app.tokens_for(&client).await;
+    let refresh_token = tokens.refresh_token.unwrap();
+    let (_, challenge) = pkce();
+    let authorize = format!(
+        "{}/authorize?response_type=code&client_id={}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&resource={}",
+        app.issuer, client.client_id, REDIRECT_URI, RS1
+    );
+
+    cluster.stop();
+    assert_unavailable_json(app.refresh(&client, &refresh_token).await, "refresh").await;
+    assert_unavailable_json(
+        app.register(&serde_json::json!({"redirect_uris": [REDIRECT_URI]}))
+            .await,
+        "registration",
+    )
+    .await;
+    // Past the tenant cache, so the authorize request needs the database too.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let page = app.http.get(&authorize).send().await.unwrap();
+    assert_eq!(
+        page.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "authorize during the outage"
+    );
+    assert!(
+        page.headers().contains_key("retry-after"),
+        "the authorize page has no Retry-After"
+    );
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("temporarily unavailable")
+    );
+    assert_eq!(
+        app.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+
+    cluster.start();
+    let mut ready = false;
+    for _ in 0..60 {
+        if app.get("/readyz").await.status() == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        ready,
+        "the server did not become ready after the database returned"
+    );
+
+    // The refresh attempted during the outage changed nothing, so the token still works once.
+    let refreshed = app.refresh(&client, &refresh_token).await;
+    assert_eq!(
+        refreshed.status(),
+        StatusCode::OK,
+        "the grant was lost in the outage"
+    );
+    assert_eq!(
+        app.refresh(&client, &refresh_token).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let pool = sqlx::PgPool::connect(&cluster.url()).await.unwrap();
+    let counts: Vec<(String, i64)> =
+        sqlx::query_as("SELECT family_id, COUNT(*) FROM refresh_tokens GROUP BY family_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(counts.len(), 1, "one code exchange makes one family");
+    assert_eq!(
+        counts[0].1, 2,
+        "the family holds the first token and exactly one successor"
+    );
+    let registered = app.register(&serde_json::json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"})).await;
+    assert_eq!(
+        registered.status(),
+        StatusCode::CREATED,
+        "registration did not resume"
+    );
+    pool.close().await;
+    drop(app);
+}
