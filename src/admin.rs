@@ -4,7 +4,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::audit::AuditEvent;
 use crate::clock;
-use crate::keys;
+use crate::keys::sealing::MasterKeys;
+use crate::keys::{self, SigningAlgorithm};
 use crate::oauth::OAuthError;
 use crate::oauth::client::ClientMetadata;
 use crate::oauth::registration::{self, IssuedCredentials};
@@ -33,12 +34,22 @@ impl From<OAuthError> for AdminError {
     }
 }
 
-/// Creates a tenant with its first signing key; returns its id.
-pub async fn create_tenant(store: &Store, slug: &TenantSlug) -> Result<String, AdminError> {
-    let key = keys::generate_key("current").map_err(|error| {
+/// Creates a tenant whose keys use `algorithm`, with its first signing key sealed under
+/// the current master key; returns its id.
+pub async fn create_tenant(
+    store: &Store,
+    master_keys: &MasterKeys,
+    slug: &TenantSlug,
+    algorithm: SigningAlgorithm,
+) -> Result<String, AdminError> {
+    let now = clock::now();
+    let key = keys::new_key_record(algorithm, "current", master_keys, now).map_err(|error| {
         AdminError::Invalid(format!("generating the signing key failed: {error}"))
     })?;
-    let tenant_id = match store.insert_tenant(slug.as_str(), &key, clock::now()).await {
+    let tenant_id = match store
+        .insert_tenant(slug.as_str(), algorithm.name(), &key, now)
+        .await
+    {
         Err(StoreError::Duplicate) => {
             return Err(AdminError::Invalid(format!("tenant {slug} already exists")));
         }

@@ -7,8 +7,15 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
+use std::sync::Arc;
+
 use crate::admin::{self, AdminError};
+use crate::audit::AuditEvent;
 use crate::config::Settings;
+use crate::keys::SigningAlgorithm;
+use crate::keys::master;
+use crate::keys::rotation::Rotation;
+use crate::keys::sealing::MasterKey;
 use crate::oauth::client::Client;
 use crate::startup::Application;
 use crate::store::Store;
@@ -44,6 +51,40 @@ enum Command {
     /// Pre-register and list OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// List a tenant's signing keys and rotate them on demand.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Generate a master key, or re-seal every signing key under the current one.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List the tenant's keys with their states and times, newest first.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Create an upcoming key now. It is published at once and becomes current after
+    /// PORTCULLIS_KEY_PUBLISH_LEAD_SECS, when a running server promotes it.
+    Rotate {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// Switch the tenant to this JWS algorithm (ES256, EdDSA or RS256) from the new key on.
+        #[arg(long)]
+        algorithm: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MasterKeyCommand {
+    /// Print a new random master key (32 bytes, base64url) for PORTCULLIS_MASTER_KEY.
+    Generate,
+    /// Re-seal every signing key sealed under a key in PORTCULLIS_PREVIOUS_MASTER_KEYS (or
+    /// stored in plain text) with PORTCULLIS_MASTER_KEY. Afterwards the previous keys can be
+    /// removed from the configuration.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +93,9 @@ enum TenantCommand {
     Create {
         /// Tenant name: lowercase letters, digits and hyphens, 1 to 63 characters.
         name: String,
+        /// JWS algorithm of the tenant's signing keys: ES256, EdDSA or RS256.
+        #[arg(long, default_value = "ES256")]
+        algorithm: String,
     },
     /// List tenants with their issuer URLs.
     List,
@@ -155,6 +199,10 @@ pub fn run() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve => actix_web::rt::System::new().block_on(serve(settings)),
+        Command::MasterKey(MasterKeyCommand::Generate) => {
+            println!("{}", MasterKey::generate());
+            Ok(())
+        }
         command => runtime.block_on(admin_command(settings, command)),
     };
     match result {
@@ -183,9 +231,11 @@ async fn admin_command(settings: Settings, command: Command) -> anyhow::Result<(
 async fn run_admin(store: &Store, settings: &Settings, command: Command) -> Result<(), AdminError> {
     match command {
         Command::Serve => unreachable!("serve runs on the actix system"),
-        Command::Tenant(TenantCommand::Create { name }) => {
+        Command::Tenant(TenantCommand::Create { name, algorithm }) => {
             let slug = TenantSlug::parse(&name).map_err(AdminError::Invalid)?;
-            admin::create_tenant(store, &slug).await?;
+            let algorithm = SigningAlgorithm::parse(&algorithm).map_err(AdminError::Invalid)?;
+            let master_keys = master::load(settings).map_err(AdminError::Invalid)?;
+            admin::create_tenant(store, &master_keys, &slug, algorithm).await?;
             println!(
                 "Created tenant {slug}; issuer {}/t/{slug}",
                 settings.public_url
@@ -279,6 +329,89 @@ async fn run_admin(store: &Store, settings: &Settings, command: Command) -> Resu
                 "{}",
                 serde_json::to_string_pretty(&metadata).unwrap_or_default()
             );
+        }
+        Command::Keys(KeysCommand::List { tenant }) => {
+            let tenant_id = admin::tenant_id(store, &tenant.tenant).await?;
+            println!("kid\talgorithm\tstate\tcreated\tactivated\tretired\tmaster key");
+            for key in store.all_signing_keys(&tenant_id).await? {
+                let time = |value: Option<i64>| value.map_or_else(|| "-".to_owned(), format_time);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    key.kid,
+                    key.algorithm,
+                    key.state,
+                    format_time(key.created_at),
+                    time(key.activated_at),
+                    time(key.retired_at),
+                    key.master_key_id.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        Command::Keys(KeysCommand::Rotate { tenant, algorithm }) => {
+            let tenant_id = admin::tenant_id(store, &tenant.tenant).await?;
+            let algorithm = algorithm
+                .as_deref()
+                .map(SigningAlgorithm::parse)
+                .transpose()
+                .map_err(AdminError::Invalid)?;
+            let master_keys = Arc::new(master::load(settings).map_err(AdminError::Invalid)?);
+            let rotation = Rotation::new(
+                store.clone(),
+                master_keys,
+                settings.key_timing,
+                settings.lifetimes.access_token,
+            );
+            let now = crate::clock::now();
+            match rotation.create_upcoming(&tenant_id, algorithm, now).await? {
+                Some(key) => {
+                    let detail =
+                        json!({"kid": key.kid, "algorithm": key.algorithm, "on_demand": true});
+                    store
+                        .insert_audit_events(&[
+                            AuditEvent::new(&tenant_id, "key_created").detail(detail)
+                        ])
+                        .await?;
+                    println!(
+                        "Created upcoming key {} ({}); it is published now and becomes current after {}",
+                        key.kid,
+                        key.algorithm,
+                        format_time(now + settings.key_timing.publish_lead)
+                    );
+                }
+                None => {
+                    return Err(AdminError::Invalid(
+                        "the tenant already has an upcoming key; it becomes current when its lead time has passed \
+                         (see `portcullis keys list`)"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        Command::MasterKey(MasterKeyCommand::Rotate) => {
+            let master_keys = master::load(settings).map_err(AdminError::Invalid)?;
+            let changed = master::reseal_all(store, &master_keys).await?;
+            let remaining = store
+                .sealed_signing_keys()
+                .await?
+                .iter()
+                .filter(|(_, key)| {
+                    !key.master_key_id
+                        .as_deref()
+                        .is_some_and(|id| master_keys.is_current(id))
+                })
+                .count();
+            let detail =
+                json!({"master_key_id": master_keys.current_id(), "resealed_keys": changed});
+            let mut event = AuditEvent::new("", "master_key_rotated").detail(detail);
+            event.tenant_id = None;
+            store.insert_audit_events(&[event]).await?;
+            println!(
+                "Re-sealed {changed} signing keys under master key {}; {remaining} keys remain under other master keys",
+                master_keys.current_id()
+            );
+        }
+        Command::MasterKey(MasterKeyCommand::Generate) => {
+            unreachable!("generate needs no database")
         }
         Command::Client(ClientCommand::List { tenant }) => {
             let tenant_id = admin::tenant_id(store, &tenant.tenant).await?;

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// Environment variable prefix of every setting.
@@ -28,6 +29,12 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "WORKERS",
     "LOG_FORMAT",
     "LOG",
+    "PRODUCTION",
+    "MASTER_KEY",
+    "PREVIOUS_MASTER_KEYS",
+    "KEY_ROTATION_PERIOD_SECS",
+    "KEY_PUBLISH_LEAD_SECS",
+    "CLOCK_SKEW_SECS",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +53,31 @@ struct RawSettings {
     password_hash_concurrency: Option<usize>,
     workers: Option<usize>,
     log_format: Option<String>,
+    production: Option<bool>,
+    master_key: Option<String>,
+    previous_master_keys: Option<String>,
+    key_rotation_period_secs: Option<i64>,
+    key_publish_lead_secs: Option<i64>,
+    clock_skew_secs: Option<i64>,
+}
+
+/// Signing-key lifecycle timing, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyTiming {
+    /// How long a key stays current before the next one replaces it.
+    pub rotation_period: i64,
+    /// How long a new key is published in JWKS before it signs anything.
+    pub publish_lead: i64,
+    /// Clock difference tolerated between this server and token verifiers.
+    pub clock_skew: i64,
+}
+
+/// Master keys that seal signing keys at rest; `None` selects the embedded default, a key
+/// file next to the SQLite database.
+#[derive(Clone, Debug)]
+pub struct MasterKeySettings {
+    pub current: Option<SecretString>,
+    pub previous: Vec<SecretString>,
 }
 
 /// SQLite's `synchronous` pragma. In WAL mode `Normal` can lose the last transactions to a
@@ -103,6 +135,11 @@ pub struct Settings {
     pub password_hash_concurrency: usize,
     pub workers: usize,
     pub log_format: LogFormat,
+    /// Production mode rejects development conveniences: plain-http public URLs and a
+    /// generated master key file.
+    pub production: bool,
+    pub master_keys: MasterKeySettings,
+    pub key_timing: KeyTiming,
 }
 
 impl Settings {
@@ -196,6 +233,43 @@ impl Settings {
                     .into(),
             );
         }
+        let production = raw.production.unwrap_or(false);
+        if production && !public_url.starts_with("https://") {
+            return Err(
+                "PORTCULLIS_PRODUCTION=true requires an https PORTCULLIS_PUBLIC_URL".into(),
+            );
+        }
+        if production && raw.master_key.is_none() {
+            return Err(
+                "PORTCULLIS_PRODUCTION=true requires PORTCULLIS_MASTER_KEY; generate one with `portcullis master-key generate`"
+                    .into(),
+            );
+        }
+        let key_timing = KeyTiming {
+            rotation_period: positive(
+                "KEY_ROTATION_PERIOD_SECS",
+                raw.key_rotation_period_secs,
+                2_592_000,
+            )?,
+            publish_lead: positive("KEY_PUBLISH_LEAD_SECS", raw.key_publish_lead_secs, 3600)?,
+            clock_skew: positive("CLOCK_SKEW_SECS", raw.clock_skew_secs, 60)?,
+        };
+        if key_timing.publish_lead >= key_timing.rotation_period {
+            return Err(
+                "PORTCULLIS_KEY_PUBLISH_LEAD_SECS must be shorter than PORTCULLIS_KEY_ROTATION_PERIOD_SECS".into(),
+            );
+        }
+        let master_keys = MasterKeySettings {
+            current: raw.master_key.map(SecretString::from),
+            previous: raw
+                .previous_master_keys
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+                .map(|key| SecretString::from(key.to_owned()))
+                .collect(),
+        };
         let max_connections = raw.database_max_connections.unwrap_or(16);
         if max_connections == 0 {
             return Err("PORTCULLIS_DATABASE_MAX_CONNECTIONS must be at least 1".into());
@@ -219,6 +293,9 @@ impl Settings {
             password_hash_concurrency: raw.password_hash_concurrency.unwrap_or(cores).max(1),
             workers: raw.workers.unwrap_or(cores).max(1),
             log_format,
+            production,
+            master_keys,
+            key_timing,
         })
     }
 

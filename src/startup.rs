@@ -13,9 +13,11 @@ use secrecy::SecretString;
 use crate::audit::AuditLog;
 use crate::config::Settings;
 use crate::http::{self, AppState};
+use crate::keys::rotation::{self, Rotation};
+use crate::keys::sealing::MasterKeys;
 use crate::store::Store;
 use crate::tenant::TenantSlug;
-use crate::{admin, clock};
+use crate::{admin, clock, keys};
 
 /// Name of the tenant created in an empty database.
 pub const DEFAULT_TENANT: &str = "default";
@@ -36,6 +38,8 @@ pub struct Application {
     server: Server,
     store: Store,
     audit_writer: tokio::task::JoinHandle<()>,
+    /// Timers for key rotation and purging, stopped with the server.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -49,6 +53,7 @@ impl Application {
     /// Builds the application on a listener bound by the caller, so that tests can learn
     /// the port before they choose the public URL.
     pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        let master_keys = Arc::new(keys::master::load(&settings).map_err(anyhow::Error::msg)?);
         let store = Store::connect(&settings.database).await.with_context(|| {
             format!(
                 "connecting to the database at {}",
@@ -56,7 +61,10 @@ impl Application {
             )
         })?;
         store.migrate().await.context("migrating the database")?;
-        bootstrap(&store)
+        keys::master::check_stored_keys(&store, &master_keys)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        bootstrap(&store, &master_keys)
             .await
             .context("creating the default tenant")?;
 
@@ -64,7 +72,19 @@ impl Application {
         let workers = settings.workers;
         let settings = Arc::new(settings);
         let (audit, audit_writer) = AuditLog::start(store.clone());
-        let state = web::Data::new(AppState::new(Arc::clone(&settings), store.clone(), audit));
+        let rotation = Rotation::new(
+            store.clone(),
+            Arc::clone(&master_keys),
+            settings.key_timing,
+            settings.lifetimes.access_token,
+        );
+        let rotation_task = rotation::spawn(rotation);
+        let state = web::Data::new(AppState::new(
+            Arc::clone(&settings),
+            store.clone(),
+            audit,
+            master_keys,
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -94,12 +114,13 @@ impl Application {
         .listen(listener)?
         .run();
         log_issuers(&store, &settings.public_url, port).await;
-        spawn_purge(store.clone(), settings.lifetimes.access_token);
+        let purge_task = spawn_purge(store.clone(), settings.lifetimes.access_token);
         Ok(Self {
             port,
             server,
             store,
             audit_writer,
+            background: vec![rotation_task, purge_task],
         })
     }
 
@@ -119,6 +140,9 @@ impl Application {
     /// audit events to be written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        for task in &self.background {
+            task.abort();
+        }
         if tokio::time::timeout(AUDIT_FLUSH_TIMEOUT, self.audit_writer)
             .await
             .is_err()
@@ -131,17 +155,18 @@ impl Application {
 
 /// Creates the `default` tenant and its `admin` user when the database has no tenant, and
 /// prints the generated password once on standard output (never to the log).
-async fn bootstrap(store: &Store) -> anyhow::Result<()> {
+async fn bootstrap(store: &Store, master_keys: &MasterKeys) -> anyhow::Result<()> {
     if store.count_tenants().await? > 0 {
         return Ok(());
     }
     let slug = TenantSlug::parse(DEFAULT_TENANT).map_err(anyhow::Error::msg)?;
-    let tenant_id = match admin::create_tenant(store, &slug).await {
-        Ok(id) => id,
-        // Another instance on the same database bootstrapped first.
-        Err(admin::AdminError::Invalid(_)) => return Ok(()),
-        Err(error) => return Err(error.into()),
-    };
+    let tenant_id =
+        match admin::create_tenant(store, master_keys, &slug, keys::DEFAULT_ALGORITHM).await {
+            Ok(id) => id,
+            // Another instance on the same database bootstrapped first.
+            Err(admin::AdminError::Invalid(_)) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
     let password = crate::secret::random_token();
     admin::add_user(
         store,
@@ -180,7 +205,7 @@ async fn log_issuers(store: &Store, public_url: &str, port: u16) {
     }
 }
 
-fn spawn_purge(store: Store, access_token_lifetime: i64) {
+fn spawn_purge(store: Store, access_token_lifetime: i64) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(PURGE_INTERVAL);
         loop {
@@ -195,7 +220,7 @@ fn spawn_purge(store: Store, access_token_lifetime: i64) {
                 Err(error) => tracing::warn!(error = %error, "purging expired rows failed"),
             }
         }
-    });
+    })
 }
 
 /// Hides the password in a database URL for messages.

@@ -36,7 +36,7 @@ pub async fn get_metadata(
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": false,
         "prompt_values_supported": ["none", "login", "consent"],
-        "access_token_signing_alg_values_supported": keys.signing_algorithms(),
+        "access_token_signing_alg_values_supported": keys.verifiers().algorithms(),
     });
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "public, max-age=300"))

@@ -25,6 +25,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use crate::audit::AuditLog;
 use crate::config::Settings;
 use crate::keys::KeyRing;
+use crate::keys::sealing::MasterKeys;
 use crate::password::PasswordChecker;
 use crate::store::Store;
 use crate::tenant::TenantDirectory;
@@ -42,12 +43,17 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Arc<Settings>, store: Store, audit: AuditLog) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Store,
+        audit: AuditLog,
+        master_keys: Arc<MasterKeys>,
+    ) -> Self {
         let registration_limiter = NonZeroU32::new(settings.registration_rate_limit_per_minute)
             .map(|per_minute| governor::RateLimiter::keyed(Quota::per_minute(per_minute)));
         Self {
             tenants: TenantDirectory::new(store.clone(), settings.public_url.clone()),
-            keys: KeyRing::new(store.clone()),
+            keys: KeyRing::new(store.clone(), master_keys, settings.key_timing),
             passwords: PasswordChecker::new(settings.password_hash_concurrency),
             registration_limiter,
             audit,

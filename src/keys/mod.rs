@@ -1,37 +1,56 @@
 //! Token signing keys per tenant, the JWKS document, and JWT access tokens (RFC 9068).
 //!
-//! Every tenant has one `current` ES256 key that signs. Keys are loaded from the store into a
-//! per-tenant cache that expires after `CACHE_TTL`, so an instance picks up keys written by
-//! another instance sharing the database within that time.
-//!
-//! NOTE: private keys are stored as plain JWK text, and rotation is not implemented yet;
-//! each tenant keeps the key created with it.
+//! Keys move `upcoming -> current -> retired -> removed` (see `rotation`). The `current` key
+//! signs; every key but a removed one is published. Private keys are sealed at rest under a
+//! master key (see `sealing` and `master`) and opened once per cache load, never per request.
+//! Loaded keys are cached per tenant for a short time, so an instance sees rotations made by
+//! another instance on the same database within that time.
 
+mod algorithm;
 mod jwt;
+pub mod master;
+pub mod rotation;
+pub mod sealing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use josekit::jwk::Jwk;
-use josekit::jws::{ES256, JwsSigner, JwsVerifier};
+use josekit::jws::JwsSigner;
 
+use crate::config::KeyTiming;
 use crate::store::{SigningKeyRecord, Store, StoreError};
 
-pub use jwt::{AccessTokenClaims, VerifyError};
+pub use algorithm::SigningAlgorithm;
+pub use jwt::{AccessTokenClaims, VerifierSet, VerifyError};
+use sealing::MasterKeys;
 
-/// How long loaded keys are used before they are read from the store again.
-const CACHE_TTL: Duration = Duration::from_secs(30);
+/// The algorithm of a new tenant's keys.
+pub const DEFAULT_ALGORITHM: SigningAlgorithm = SigningAlgorithm::Es256;
 
-/// The JWS algorithm of new keys.
-pub const DEFAULT_ALGORITHM: &str = "ES256";
+/// How long loaded keys are used before they are read again: a quarter of the publish lead
+/// time, between 1 and 30 seconds, so a new key reaches every instance's JWKS well before it
+/// may sign.
+pub fn cache_ttl(timing: &KeyTiming) -> Duration {
+    Duration::from_secs((timing.publish_lead / 4).clamp(1, 30) as u64)
+}
+
+/// How long clients may cache a JWKS response, in seconds: the publish lead time less the
+/// cache time, so a client that fetched just before a key appeared refetches before the key
+/// signs.
+pub fn jwks_max_age(timing: &KeyTiming) -> i64 {
+    (timing.publish_lead - cache_ttl(timing).as_secs() as i64).max(1)
+}
 
 /// A tenant's keys, ready to sign and verify.
 pub struct TenantKeys {
     signing_kid: String,
+    signing_algorithm: SigningAlgorithm,
     signer: Box<dyn JwsSigner>,
-    verifiers: HashMap<String, Box<dyn JwsVerifier>>,
+    verifiers: VerifierSet,
     jwks: String,
+    etag: String,
     loaded_at: Instant,
 }
 
@@ -41,50 +60,69 @@ impl TenantKeys {
         &self.jwks
     }
 
-    pub fn signing_algorithms(&self) -> Vec<String> {
-        vec![self.signer.algorithm().name().to_owned()]
+    /// Returns a strong entity tag of the JWKS document.
+    pub fn jwks_etag(&self) -> &str {
+        &self.etag
     }
 
-    fn from_records(records: &[SigningKeyRecord]) -> Result<Self, StoreError> {
-        let corrupt = |kid: &str, error: josekit::JoseError| {
-            StoreError::Corrupt(format!("signing key {kid} cannot be loaded: {error}"))
-        };
+    pub fn signing_algorithm(&self) -> SigningAlgorithm {
+        self.signing_algorithm
+    }
+
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
+    pub fn verifiers(&self) -> &VerifierSet {
+        &self.verifiers
+    }
+
+    fn from_records(
+        records: &[SigningKeyRecord],
+        master_keys: &MasterKeys,
+        clock_skew: i64,
+    ) -> Result<Self, StoreError> {
+        let corrupt =
+            |kid: &str, reason: String| StoreError::Corrupt(format!("signing key {kid}: {reason}"));
         let current = records
             .iter()
             .find(|record| record.state == "current")
             .ok_or_else(|| StoreError::Corrupt("the tenant has no current signing key".into()))?;
-        if current.algorithm != DEFAULT_ALGORITHM {
-            return Err(StoreError::Corrupt(format!(
-                "signing key {} uses unsupported algorithm {}",
-                current.kid, current.algorithm
-            )));
-        }
-        let private = Jwk::from_bytes(current.private_jwk.as_bytes())
-            .map_err(|error| corrupt(&current.kid, error))?;
-        let signer = ES256
-            .signer_from_jwk(&private)
-            .map_err(|error| corrupt(&current.kid, error))?;
+        let algorithm = SigningAlgorithm::parse(&current.algorithm)
+            .map_err(|reason| corrupt(&current.kid, reason))?;
+        let private = master::open_private_key(master_keys, current)
+            .map_err(|reason| corrupt(&current.kid, reason))?;
+        let signer = algorithm
+            .signer(&private)
+            .map_err(|error| corrupt(&current.kid, error.to_string()))?;
 
-        let mut verifiers: HashMap<String, Box<dyn JwsVerifier>> = HashMap::new();
         let mut public_keys = Vec::with_capacity(records.len());
-        for record in records
-            .iter()
-            .filter(|record| record.algorithm == DEFAULT_ALGORITHM)
-        {
+        for record in records {
             let public = Jwk::from_bytes(record.public_jwk.as_bytes())
-                .map_err(|error| corrupt(&record.kid, error))?;
-            let verifier = ES256
-                .verifier_from_jwk(&public)
-                .map_err(|error| corrupt(&record.kid, error))?;
-            verifiers.insert(record.kid.clone(), Box::new(verifier));
-            public_keys.push(serde_json::Value::Object(public.as_ref().clone()));
+                .map_err(|error| corrupt(&record.kid, error.to_string()))?;
+            public_keys.push(public);
         }
-        let jwks = serde_json::json!({ "keys": public_keys }).to_string();
+        let verifiers = VerifierSet::new(&public_keys, clock_skew).map_err(StoreError::Corrupt)?;
+        let documents: Vec<serde_json::Value> = public_keys
+            .iter()
+            .map(|key| serde_json::Value::Object(key.as_ref().clone()))
+            .collect();
+        let jwks = serde_json::json!({ "keys": documents }).to_string();
+        let digest = ring::digest::digest(&ring::digest::SHA256, jwks.as_bytes());
+        let etag = format!(
+            "\"{}\"",
+            digest.as_ref()[..12]
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>()
+        );
         Ok(Self {
             signing_kid: current.kid.clone(),
-            signer: Box::new(signer),
+            signing_algorithm: algorithm,
+            signer,
             verifiers,
             jwks,
+            etag,
             loaded_at: Instant::now(),
         })
     }
@@ -93,13 +131,17 @@ impl TenantKeys {
 /// Per-tenant keys, loaded on first use and cached.
 pub struct KeyRing {
     store: Store,
+    master_keys: Arc<MasterKeys>,
+    timing: KeyTiming,
     cache: RwLock<HashMap<String, Arc<TenantKeys>>>,
 }
 
 impl KeyRing {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, master_keys: Arc<MasterKeys>, timing: KeyTiming) -> Self {
         Self {
             store,
+            master_keys,
+            timing,
             cache: RwLock::new(HashMap::new()),
         }
     }
@@ -110,7 +152,11 @@ impl KeyRing {
             return Ok(keys);
         }
         let records = self.store.published_signing_keys(tenant_id).await?;
-        let keys = Arc::new(TenantKeys::from_records(&records)?);
+        let keys = Arc::new(TenantKeys::from_records(
+            &records,
+            &self.master_keys,
+            self.timing.clock_skew,
+        )?);
         self.cache
             .write()
             .expect("key cache lock poisoned")
@@ -120,29 +166,33 @@ impl KeyRing {
 
     fn cached(&self, tenant_id: &str) -> Option<Arc<TenantKeys>> {
         let cache = self.cache.read().expect("key cache lock poisoned");
+        let ttl = cache_ttl(&self.timing);
         cache
             .get(tenant_id)
-            .filter(|keys| keys.loaded_at.elapsed() < CACHE_TTL)
+            .filter(|keys| keys.loaded_at.elapsed() < ttl)
             .map(Arc::clone)
     }
 }
 
-/// Generates a new ES256 key pair in the given lifecycle state.
-pub fn generate_key(state: &str) -> Result<SigningKeyRecord, josekit::JoseError> {
+/// Generates a key pair and seals its private part; returns the record to store.
+pub fn new_key_record(
+    algorithm: SigningAlgorithm,
+    state: &str,
+    master_keys: &MasterKeys,
+    now: i64,
+) -> Result<SigningKeyRecord, josekit::JoseError> {
     let kid = crate::secret::random_id();
-    let pair = ES256.generate_key_pair()?;
-    let mut private = pair.to_jwk_private_key();
-    let mut public = pair.to_jwk_public_key();
-    for jwk in [&mut private, &mut public] {
-        jwk.set_key_id(&kid);
-        jwk.set_algorithm(DEFAULT_ALGORITHM);
-        jwk.set_key_use("sig");
-    }
+    let (private, public) = algorithm.generate(&kid)?;
+    let (sealed, master_key_id) = master_keys.seal(&kid, private.to_string().as_bytes());
     Ok(SigningKeyRecord {
         kid,
-        algorithm: DEFAULT_ALGORITHM.to_owned(),
+        algorithm: algorithm.name().to_owned(),
         state: state.to_owned(),
-        private_jwk: private.to_string(),
+        sealed_private_key: sealed,
+        master_key_id: Some(master_key_id),
         public_jwk: public.to_string(),
+        created_at: now,
+        activated_at: (state == "current").then_some(now),
+        retired_at: None,
     })
 }

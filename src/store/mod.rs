@@ -23,7 +23,7 @@ use crate::config::DatabaseSettings;
 
 pub use clients::{ClientRecord, NewClient};
 pub use codes::{CodeRecord, NewCode, RedeemedCode};
-pub use keys::SigningKeyRecord;
+pub use keys::{KeyLifecycle, SigningKeyRecord};
 pub use refresh::{FamilyRecord, NewFamily, RotatedToken};
 pub use resources::ResourceRecord;
 pub use sessions::{AuthorizationRequestRecord, NewAuthorizationRequest, SessionRecord};

@@ -9,18 +9,22 @@ impl Store {
     pub async fn insert_tenant(
         &self,
         slug: &str,
+        algorithm: &str,
         key: &SigningKeyRecord,
         now: i64,
     ) -> Result<String, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let mut transaction = self.begin_write().await?;
-        sqlx::query("INSERT INTO tenants (id, slug, created_at) VALUES ($1, $2, $3)")
-            .bind(&id)
-            .bind(slug)
-            .bind(now)
-            .execute(&mut *transaction)
-            .await?;
-        insert_signing_key(&mut transaction, &id, key, now).await?;
+        sqlx::query(
+            "INSERT INTO tenants (id, slug, signing_algorithm, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&id)
+        .bind(slug)
+        .bind(algorithm)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        insert_signing_key(&mut transaction, &id, key).await?;
         transaction.commit().await?;
         Ok(id)
     }

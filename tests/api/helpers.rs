@@ -15,7 +15,12 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use portcullis::admin;
-use portcullis::config::{DatabaseSettings, Lifetimes, LogFormat, Settings, SqliteSynchronous};
+use portcullis::config::{
+    DatabaseSettings, KeyTiming, Lifetimes, LogFormat, MasterKeySettings, Settings,
+    SqliteSynchronous,
+};
+use portcullis::keys::SigningAlgorithm;
+use portcullis::keys::sealing::{MasterKey, MasterKeys};
 use portcullis::startup::Application;
 use portcullis::store::Store;
 use portcullis::tenant::TenantSlug;
@@ -39,6 +44,8 @@ pub const REDIRECT_URI: &str = "http://127.0.0.1/callback";
 pub const ATTACKER: &str = "https://attacker.example";
 
 pub const POSTGRES_VARIABLE: &str = "PORTCULLIS_TEST_POSTGRES_URL";
+/// Master key of every test server: 32 zero bytes in base64url.
+pub const TEST_MASTER_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Db {
@@ -153,6 +160,16 @@ pub fn test_settings(port: u16, url: &str) -> Settings {
         password_hash_concurrency: 2,
         workers: 2,
         log_format: LogFormat::Text,
+        production: false,
+        master_keys: MasterKeySettings {
+            current: Some(SecretString::from(TEST_MASTER_KEY)),
+            previous: Vec::new(),
+        },
+        key_timing: KeyTiming {
+            rotation_period: 2_592_000,
+            publish_lead: 3600,
+            clock_skew: 60,
+        },
     }
 }
 
@@ -243,11 +260,22 @@ fn replace_database_name(url: &str, name: &str) -> String {
     parsed.to_string()
 }
 
+/// Returns the master keys every test server uses.
+pub fn test_master_keys() -> MasterKeys {
+    MasterKeys::new(MasterKey::parse(TEST_MASTER_KEY).unwrap(), Vec::new())
+}
+
 /// Creates tenants `acme` and `beta` with their users and resources.
 async fn seed(store: &Store) {
-    let acme = admin::create_tenant(store, &TenantSlug::parse(TENANT).unwrap())
-        .await
-        .unwrap();
+    let master_keys = test_master_keys();
+    let acme = admin::create_tenant(
+        store,
+        &master_keys,
+        &TenantSlug::parse(TENANT).unwrap(),
+        SigningAlgorithm::Es256,
+    )
+    .await
+    .unwrap();
     admin::add_user(store, &acme, USER, &SecretString::from(PASSWORD))
         .await
         .unwrap();
@@ -265,9 +293,14 @@ async fn seed(store: &Store) {
     admin::add_resource(store, &acme, RS2, "mcp:tools")
         .await
         .unwrap();
-    let beta = admin::create_tenant(store, &TenantSlug::parse(OTHER_TENANT).unwrap())
-        .await
-        .unwrap();
+    let beta = admin::create_tenant(
+        store,
+        &master_keys,
+        &TenantSlug::parse(OTHER_TENANT).unwrap(),
+        SigningAlgorithm::Es256,
+    )
+    .await
+    .unwrap();
     admin::add_user(store, &beta, USER, &SecretString::from(PASSWORD))
         .await
         .unwrap();

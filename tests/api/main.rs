@@ -1,6 +1,7 @@
 //! The integration suite: one binary, a module per endpoint or concern.
 
 mod admin_sql;
+mod authorize;
 mod browser;
 mod cli;
 mod concurrency;
@@ -10,5 +11,6 @@ mod instances;
 mod logging;
 mod outage;
 mod process;
+mod registration;
 mod settings;
 mod smoke;

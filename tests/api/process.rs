@@ -43,6 +43,10 @@ impl Workspace {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PORTCULLIS_DATABASE_URL", &self.database_url);
+        // SQLite workspaces use the generated key file; PostgreSQL needs an explicit key.
+        if self.database_url.starts_with("postgres") {
+            command.env("PORTCULLIS_MASTER_KEY", crate::helpers::TEST_MASTER_KEY);
+        }
         command
     }
 
