@@ -229,3 +229,168 @@ impl TenantKeys {
         self.verifiers.verify(token, issuer, now)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use josekit::jwk::Jwk;
+
+    use super::*;
+
+    const ISSUER: &str = "https://auth.example/t/acme";
+    const AUDIENCE: &str = "https://mcp.example/mcp";
+    const NOW: i64 = 1_800_000_000;
+
+    /// Signs `claims` with `header` using a new key of `algorithm`; returns the token and a
+    /// verifier set with that key.
+    fn signed(
+        algorithm: SigningAlgorithm,
+        header: Value,
+        claims: Value,
+    ) -> (String, VerifierSet, Jwk) {
+        let (private, public) = algorithm.generate("kid-1").unwrap();
+        let signer = algorithm.signer(&private).unwrap();
+        let encode = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
+        let input = format!("{}.{}", encode(&header), encode(&claims));
+        let signature = signer.sign(input.as_bytes()).unwrap();
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature));
+        (
+            token,
+            VerifierSet::new(std::slice::from_ref(&public), 30).unwrap(),
+            public,
+        )
+    }
+
+    fn header(alg: &str) -> Value {
+        serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": "kid-1"})
+    }
+
+    fn claims() -> Value {
+        serde_json::json!({
+            "iss": ISSUER, "sub": "alice", "aud": AUDIENCE, "client_id": "c1",
+            "scope": "mcp:tools", "iat": NOW, "exp": NOW + 600, "jti": "j1",
+        })
+    }
+
+    #[test]
+    fn valid_tokens_verify_for_every_algorithm() {
+        for algorithm in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::EdDsa,
+            SigningAlgorithm::Rs256,
+        ] {
+            let (token, verifiers, _) = signed(algorithm, header(algorithm.name()), claims());
+            let verified = verifiers.verify_for(&token, ISSUER, AUDIENCE, NOW).unwrap();
+            assert_eq!(verified.subject, "alice", "{algorithm:?}");
+        }
+    }
+
+    #[test]
+    fn claim_checks_reject_tokens() {
+        let mut wrong_issuer = claims();
+        wrong_issuer["iss"] = "https://evil.example".into();
+        let mut expired = claims();
+        expired["exp"] = (NOW - 31).into();
+        let mut future = claims();
+        future["nbf"] = (NOW + 31).into();
+        let mut issued_later = claims();
+        issued_later["iat"] = (NOW + 31).into();
+        let mut float_times = claims();
+        float_times["exp"] = serde_json::json!((NOW + 600) as f64 + 0.5);
+        let mut no_subject = claims();
+        no_subject.as_object_mut().unwrap().remove("sub");
+        let untyped = serde_json::json!({"alg": "ES256", "kid": "kid-1"});
+        let id_token_type = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "kid-1"});
+        let unknown_kid = serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": "other"});
+        let cases = [
+            (
+                header("ES256"),
+                wrong_issuer,
+                VerifyError::WrongIssuer,
+                "wrong issuer",
+            ),
+            (header("ES256"), expired, VerifyError::Expired, "expired"),
+            (
+                header("ES256"),
+                future,
+                VerifyError::Expired,
+                "not yet valid",
+            ),
+            (
+                header("ES256"),
+                issued_later,
+                VerifyError::Expired,
+                "issued in the future",
+            ),
+            (
+                header("ES256"),
+                float_times,
+                VerifyError::MissingClaim,
+                "non-integer exp",
+            ),
+            (
+                header("ES256"),
+                no_subject,
+                VerifyError::MissingClaim,
+                "no sub",
+            ),
+            (untyped, claims(), VerifyError::WrongType, "no typ"),
+            (id_token_type, claims(), VerifyError::WrongType, "typ JWT"),
+            (
+                unknown_kid,
+                claims(),
+                VerifyError::UnknownKey,
+                "unknown kid",
+            ),
+        ];
+        for (header, claims, expected, case) in cases {
+            let (token, verifiers, _) = signed(SigningAlgorithm::Es256, header, claims);
+            assert_eq!(
+                verifiers.verify(&token, ISSUER, NOW).unwrap_err(),
+                expected,
+                "{case}"
+            );
+        }
+        let (token, verifiers, _) = signed(SigningAlgorithm::Es256, header("ES256"), claims());
+        assert_eq!(
+            verifiers
+                .verify_for(&token, ISSUER, "https://other.example/mcp", NOW)
+                .unwrap_err(),
+            VerifyError::WrongAudience
+        );
+    }
+
+    #[test]
+    fn algorithm_confusion_is_rejected() {
+        let (token, verifiers, public) = signed(SigningAlgorithm::Es256, header("ES256"), claims());
+        let (_, payload_and_signature) = token.split_once('.').unwrap();
+        let (payload, _) = payload_and_signature.split_once('.').unwrap();
+        let none_header = URL_SAFE_NO_PAD.encode(header("none").to_string());
+        let none_token = format!("{none_header}.{payload}.");
+        assert!(
+            verifiers.verify(&none_token, ISSUER, NOW).is_err(),
+            "alg none was accepted"
+        );
+
+        // HS256 keyed with the public key's bytes, the classic confusion attack.
+        let hs_header = URL_SAFE_NO_PAD.encode(header("HS256").to_string());
+        let input = format!("{hs_header}.{payload}");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, public.to_string().as_bytes());
+        let tag = ring::hmac::sign(&key, input.as_bytes());
+        let hs_token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+        assert!(
+            verifiers.verify(&hs_token, ISSUER, NOW).is_err(),
+            "HS256 with the public key was accepted"
+        );
+
+        // An EdDSA header on an ES256 key.
+        let ed_header = URL_SAFE_NO_PAD.encode(header("EdDSA").to_string());
+        let (_, signature) = payload_and_signature.split_once('.').unwrap();
+        let ed_token = format!("{ed_header}.{payload}.{signature}");
+        assert!(
+            verifiers.verify(&ed_token, ISSUER, NOW).is_err(),
+            "a header naming another algorithm was accepted"
+        );
+    }
+}

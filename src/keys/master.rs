@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use josekit::jwk::Jwk;
 use secrecy::ExposeSecret;
 
-use super::sealing::{MasterKey, MasterKeys, SealError};
+use super::sealing::{MasterKey, MasterKeys};
 use crate::config::Settings;
 use crate::store::{SigningKeyRecord, Store, StoreError};
 
@@ -131,17 +131,21 @@ pub async fn check_stored_keys(store: &Store, master_keys: &MasterKeys) -> Resul
         .await
         .map_err(|error| format!("reading signing keys failed: {error}"))?;
     for (tenant, record) in &keys {
-        let private = open_private_key(master_keys, record).map_err(|reason| match record.master_key_id.as_deref() {
-            Some(id) if reason == SealError::UnknownMasterKey(id.to_owned()).to_string() => format!(
+        if let Some(id) = record
+            .master_key_id
+            .as_deref()
+            .filter(|id| !master_keys.knows(id))
+        {
+            return Err(format!(
                 "signing key {} of tenant {tenant} was sealed with master key {id}, but the configured \
-                 master key is {}; set PORTCULLIS_MASTER_KEY (or PORTCULLIS_PREVIOUS_MASTER_KEYS) to the key it was sealed with",
+                 master key is {}; set PORTCULLIS_MASTER_KEY (or PORTCULLIS_PREVIOUS_MASTER_KEYS) to the key \
+                 it was sealed with",
                 record.kid,
                 master_keys.current_id()
-            ),
-            _ => format!(
-                "signing key {} of tenant {tenant} cannot be opened with the configured master key: {reason}",
-                record.kid
-            ),
+            ));
+        }
+        let private = open_private_key(master_keys, record).map_err(|reason| {
+            format!("signing key {} of tenant {tenant} cannot be opened with the configured master key: {reason}", record.kid)
         })?;
         if record.master_key_id.is_none() {
             let (sealed, master_key_id) =

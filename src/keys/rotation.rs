@@ -89,7 +89,9 @@ impl Rotation {
         let upcoming = keys.iter().find(|key| key.state == "upcoming");
         let current = keys.iter().find(|key| key.state == "current");
         if let Some(upcoming) = upcoming {
-            let published_long_enough = upcoming.created_at + self.timing.publish_lead <= now;
+            // Times are whole seconds, so `<` rather than `<=`: the key was created up to a second
+            // after `created_at`, and must still have been published for the full lead time.
+            let published_long_enough = upcoming.created_at + self.timing.publish_lead < now;
             if published_long_enough
                 && self
                     .store
@@ -115,7 +117,7 @@ impl Rotation {
         for retired in keys.iter().filter(|key| key.state == "retired") {
             if retired
                 .retired_at
-                .is_some_and(|retired_at| retired_at + retention <= now)
+                .is_some_and(|retired_at| retired_at + retention < now)
                 && self.store.remove_signing_key(&retired.kid, now).await?
             {
                 changes.push(KeyChange::Removed {

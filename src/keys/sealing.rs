@@ -128,6 +128,13 @@ impl MasterKeys {
         Ok(plaintext.to_vec())
     }
 
+    /// Returns whether a configured master key has this id.
+    pub fn knows(&self, master_key_id: &str) -> bool {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .any(|key| key.id == master_key_id)
+    }
+
     /// Returns whether `master_key_id` is the key that seals now.
     pub fn is_current(&self, master_key_id: &str) -> bool {
         self.current.id == master_key_id

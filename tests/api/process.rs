@@ -50,6 +50,30 @@ impl Workspace {
         command
     }
 
+    /// Runs `portcullis ARGS` with extra environment variables and no input.
+    pub fn run_with(&self, args: &[&str], variables: &[(&str, &str)]) -> Output {
+        let mut command = self.command();
+        for (name, value) in variables {
+            command.env(name, value);
+        }
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("starting portcullis failed")
+    }
+
+    /// Like `run_with`, asserting success; returns standard output.
+    pub fn run_with_ok(&self, args: &[&str], variables: &[(&str, &str)]) -> String {
+        let output = self.run_with(args, variables);
+        assert!(
+            output.status.success(),
+            "portcullis {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     /// Runs `portcullis ARGS` with `stdin` as its standard input.
     pub fn run(&self, args: &[&str], stdin: &str) -> Output {
         let mut child = self
