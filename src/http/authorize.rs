@@ -48,7 +48,10 @@ pub async fn get_authorize(state: web::Data<AppState>, request: HttpRequest) -> 
     };
 
     // Step 2: everything else; failures go back to the client with state and iss.
-    let state_param = params.get("state");
+    // An over-long state is an error in itself and is not echoed back.
+    let state_param = params
+        .get("state")
+        .filter(|state| state.len() <= authorization::MAX_STATE_LENGTH);
     let checked = match authorization::validate(&params, &client, redirect_uri.clone(), &tenant) {
         Ok(checked) => checked,
         Err(error) => return redirect_error(&redirect_uri, &error, state_param, &tenant),
@@ -149,6 +152,7 @@ async fn continue_flow(
         id: &request_id,
         client_id: &client.id,
         redirect_uri: &checked.redirect_uri,
+        redirect_uri_sent: checked.redirect_uri_sent,
         scope: &scope,
         resource: &checked.resource,
         code_challenge: checked.code_challenge.as_str(),
@@ -244,6 +248,7 @@ pub fn render_consent(
 pub struct GrantDraft<'a> {
     pub client_id: &'a str,
     pub redirect_uri: &'a str,
+    pub redirect_uri_sent: bool,
     pub scope: String,
     pub resource: &'a str,
     pub code_challenge: &'a str,
@@ -255,6 +260,7 @@ impl<'a> From<&'a AuthorizationRequest> for GrantDraft<'a> {
         Self {
             client_id: &request.client_id,
             redirect_uri: &request.redirect_uri,
+            redirect_uri_sent: request.redirect_uri_sent,
             scope: request.scope.to_string(),
             resource: &request.resource,
             code_challenge: request.code_challenge.as_str(),
@@ -268,6 +274,7 @@ impl<'a> From<&'a AuthorizationRequestRecord> for GrantDraft<'a> {
         Self {
             client_id: &record.client_id,
             redirect_uri: &record.redirect_uri,
+            redirect_uri_sent: record.redirect_uri_sent,
             scope: record.scope.clone(),
             resource: &record.resource,
             code_challenge: &record.code_challenge,
@@ -300,6 +307,7 @@ pub async fn issue_code(
         client_id: draft.client_id,
         subject: &subject,
         redirect_uri: draft.redirect_uri,
+        redirect_uri_sent: draft.redirect_uri_sent,
         scope: &draft.scope,
         resource: draft.resource,
         code_challenge: draft.code_challenge,

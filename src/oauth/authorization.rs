@@ -37,6 +37,8 @@ pub enum Prompt {
 pub struct AuthorizationRequest {
     pub client_id: String,
     pub redirect_uri: String,
+    /// Whether the request named `redirect_uri`; the token request must then name it too.
+    pub redirect_uri_sent: bool,
     pub state: Option<String>,
     pub scope: Scope,
     pub resource: String,
@@ -125,6 +127,7 @@ pub fn validate(
     Ok(AuthorizationRequest {
         client_id: client.id.clone(),
         redirect_uri,
+        redirect_uri_sent: params.get("redirect_uri").is_some(),
         state: params.get("state").map(str::to_owned),
         scope,
         resource: target.uri,

@@ -285,12 +285,23 @@ fn short_text(body: &Map<String, Value>, name: &str) -> Result<Option<String>, O
             "{name} is longer than {MAX_TEXT_LENGTH} characters"
         )));
     }
-    if text.chars().any(char::is_control) {
+    if text.chars().any(is_disguising) {
         return Err(OAuthError::invalid_client_metadata(format!(
-            "{name} contains control characters"
+            "{name} contains control, bidirectional or invisible formatting characters"
         )));
     }
     Ok(Some(text.to_owned()))
+}
+
+/// Returns whether `character` could make displayed text read other than it is: control
+/// characters, bidirectional overrides and isolates, and zero-width characters.
+fn is_disguising(character: char) -> bool {
+    character.is_control()
+        || matches!(
+            character,
+            '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
+        )
 }
 
 /// Reads a URI meant for people to open: `https`, or `http` on a loopback host.
@@ -311,7 +322,7 @@ fn contacts(body: &Map<String, Value>) -> Result<Option<Vec<String>>, OAuthError
         return Ok(None);
     };
     for contact in &contacts {
-        if contact.chars().count() > MAX_TEXT_LENGTH || contact.chars().any(char::is_control) {
+        if contact.chars().count() > MAX_TEXT_LENGTH || contact.chars().any(is_disguising) {
             return Err(OAuthError::invalid_client_metadata(
                 "contacts entries must be short strings without control characters",
             ));
@@ -408,6 +419,14 @@ mod tests {
             (
                 json!({"redirect_uris": ["com.example.app:/cb"], "application_type": "web"}),
                 "private-use scheme for web",
+            ),
+            (
+                json!({"redirect_uris": ["https://client.example/cb"], "client_name": "Good\u{202e}evil"}),
+                "right-to-left override",
+            ),
+            (
+                json!({"redirect_uris": ["https://client.example/cb"], "client_name": "Goo\u{200b}gle"}),
+                "zero-width space",
             ),
         ];
         for (body, case) in cases {

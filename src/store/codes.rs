@@ -9,6 +9,7 @@ pub struct NewCode<'a> {
     pub client_id: &'a str,
     pub subject: &'a str,
     pub redirect_uri: &'a str,
+    pub redirect_uri_sent: bool,
     pub scope: &'a str,
     pub resource: &'a str,
     pub code_challenge: &'a str,
@@ -21,6 +22,8 @@ pub struct CodeRecord {
     pub client_id: String,
     pub subject: String,
     pub redirect_uri: String,
+    /// Whether the authorization request named `redirect_uri`, so the token request must too.
+    pub redirect_uri_sent: bool,
     pub scope: String,
     pub resource: String,
     pub code_challenge: String,
@@ -48,8 +51,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO authorization_codes (code_hash, tenant_id, client_id, subject, \
-             redirect_uri, scope, resource, code_challenge, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             redirect_uri, scope, resource, code_challenge, created_at, expires_at, \
+             redirect_uri_sent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(code.code_hash)
         .bind(tenant_id)
@@ -61,6 +65,7 @@ impl Store {
         .bind(code.code_challenge)
         .bind(now)
         .bind(code.expires_at)
+        .bind(i64::from(code.redirect_uri_sent))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -86,7 +91,7 @@ impl Store {
         let row = sqlx::query(
             "UPDATE authorization_codes SET used_at = $1 \
              WHERE code_hash = $2 AND tenant_id = $3 AND used_at IS NULL AND expires_at > $1 \
-             RETURNING client_id, subject, redirect_uri, scope, resource, code_challenge",
+             RETURNING client_id, subject, redirect_uri, redirect_uri_sent, scope, resource, code_challenge",
         )
         .bind(now)
         .bind(code_hash)
@@ -103,6 +108,7 @@ impl Store {
             client_id: row.try_get("client_id")?,
             subject: row.try_get("subject")?,
             redirect_uri: row.try_get("redirect_uri")?,
+            redirect_uri_sent: row.try_get::<i64, _>("redirect_uri_sent")? != 0,
             scope: row.try_get("scope")?,
             resource: row.try_get("resource")?,
             code_challenge: row.try_get("code_challenge")?,

@@ -13,6 +13,9 @@ pub struct NewAuthorizationRequest<'a> {
     pub id: &'a str,
     pub client_id: &'a str,
     pub redirect_uri: &'a str,
+    /// Whether the authorization request named `redirect_uri` rather than relying on the
+    /// client's only registered one.
+    pub redirect_uri_sent: bool,
     pub scope: &'a str,
     pub resource: &'a str,
     pub code_challenge: &'a str,
@@ -27,6 +30,7 @@ pub struct NewAuthorizationRequest<'a> {
 pub struct AuthorizationRequestRecord {
     pub client_id: String,
     pub redirect_uri: String,
+    pub redirect_uri_sent: bool,
     pub scope: String,
     pub resource: String,
     pub code_challenge: String,
@@ -41,6 +45,7 @@ impl AuthorizationRequestRecord {
         Self {
             client_id: request.client_id.to_owned(),
             redirect_uri: request.redirect_uri.to_owned(),
+            redirect_uri_sent: request.redirect_uri_sent,
             scope: request.scope.to_owned(),
             resource: request.resource.to_owned(),
             code_challenge: request.code_challenge.to_owned(),
@@ -145,7 +150,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO authorization_requests (id, tenant_id, client_id, redirect_uri, scope, \
              resource, code_challenge, state, session_hash, csrf_token_hash, created_at, \
-             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             expires_at, redirect_uri_sent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(request.id)
         .bind(tenant_id)
@@ -159,6 +165,7 @@ impl Store {
         .bind(request.csrf_token_hash)
         .bind(now)
         .bind(request.expires_at)
+        .bind(i64::from(request.redirect_uri_sent))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -172,8 +179,8 @@ impl Store {
         now: i64,
     ) -> Result<Option<AuthorizationRequestRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT client_id, redirect_uri, scope, resource, code_challenge, state, \
-             session_hash, csrf_token_hash FROM authorization_requests \
+            "SELECT client_id, redirect_uri, redirect_uri_sent, scope, resource, code_challenge, \
+             state, session_hash, csrf_token_hash FROM authorization_requests \
              WHERE id = $1 AND tenant_id = $2 AND completed_at IS NULL AND expires_at > $3",
         )
         .bind(id)
@@ -185,6 +192,7 @@ impl Store {
             Ok(AuthorizationRequestRecord {
                 client_id: row.try_get("client_id")?,
                 redirect_uri: row.try_get("redirect_uri")?,
+                redirect_uri_sent: row.try_get::<i64, _>("redirect_uri_sent")? != 0,
                 scope: row.try_get("scope")?,
                 resource: row.try_get("resource")?,
                 code_challenge: row.try_get("code_challenge")?,

@@ -2066,3 +2066,59 @@ async fn jwks_publishes_only_public_keys(app: TestApp) {
     );
 }
 db_test!(jwks_publishes_only_public_keys);
+
+async fn token_request_repeats_named_redirect_uri(app: TestApp) {
+    let client = app.public_client().await;
+    let (code, verifier) = app.code_for(&client).await;
+    let without = app
+        .token(
+            &client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    let body = assert_error(without, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("redirect_uri is required")
+    );
+
+    // A request that relied on the only registered URI may leave it out at the token endpoint.
+    let browser = Browser::new(&app, TENANT);
+    let (verifier, challenge) = pkce();
+    let location = browser
+        .authorize_and_approve(
+            &[
+                ("response_type", "code"),
+                ("client_id", &client.client_id),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("resource", RS1),
+            ],
+            USER,
+            PASSWORD,
+        )
+        .await;
+    assert!(
+        location.starts_with(REDIRECT_URI),
+        "the code went to {location}"
+    );
+    let code = query_params(&location)["code"].clone();
+    let response = app
+        .token(
+            &client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+db_test!(token_request_repeats_named_redirect_uri);

@@ -46,10 +46,18 @@ pub async fn exchange_code(
                         "the code was issued to another client",
                     ));
                 }
-                if redirect_uri.is_some_and(|uri| uri != granted.redirect_uri) {
-                    return Err(OAuthError::invalid_grant(
-                        "redirect_uri differs from the one in the authorization request",
-                    ));
+                match redirect_uri {
+                    Some(uri) if uri != granted.redirect_uri => {
+                        return Err(OAuthError::invalid_grant(
+                            "redirect_uri differs from the one in the authorization request",
+                        ));
+                    }
+                    None if granted.redirect_uri_sent => {
+                        return Err(OAuthError::invalid_grant(
+                            "redirect_uri is required because the authorization request included it",
+                        ));
+                    }
+                    _ => {}
                 }
                 let challenge = CodeChallenge::from_stored(granted.code_challenge.clone());
                 if !challenge.is_satisfied_by(&verifier) {
