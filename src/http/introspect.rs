@@ -26,7 +26,7 @@ pub async fn post_introspect(
     let credentials =
         PresentedCredentials::from_request(extract::authorization(&request), &params)?;
     let client = credentials
-        .authenticate(&state.store, &tenant.id, now)
+        .authenticate(&state.clients, &tenant.id, now)
         .await?;
     if !client.auth_method.is_confidential() {
         return Err(OAuthError::invalid_client(
@@ -68,8 +68,8 @@ async fn access_token_info(
     let grant_live = match claims.family_id() {
         Some(family_id) => state.store.family_is_live(&tenant.id, family_id).await?,
         None => state
-            .store
-            .client_by_id(&tenant.id, &claims.client_id)
+            .clients
+            .find(&tenant.id, &claims.client_id)
             .await?
             .is_some(),
     };

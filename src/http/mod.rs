@@ -26,6 +26,7 @@ use crate::audit::AuditLog;
 use crate::config::Settings;
 use crate::keys::KeyRing;
 use crate::keys::sealing::MasterKeys;
+use crate::oauth::client::ClientDirectory;
 use crate::password::PasswordChecker;
 use crate::store::Store;
 use crate::tenant::TenantDirectory;
@@ -35,6 +36,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub tenants: TenantDirectory,
+    pub clients: ClientDirectory,
     pub keys: KeyRing,
     pub passwords: PasswordChecker,
     pub audit: AuditLog,
@@ -53,6 +55,7 @@ impl AppState {
             .map(|per_minute| governor::RateLimiter::keyed(Quota::per_minute(per_minute)));
         Self {
             tenants: TenantDirectory::new(store.clone(), settings.public_url.clone()),
+            clients: ClientDirectory::new(store.clone()),
             keys: KeyRing::new(store.clone(), master_keys, settings.key_timing),
             passwords: PasswordChecker::new(settings.password_hash_concurrency),
             registration_limiter,

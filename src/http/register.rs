@@ -112,6 +112,7 @@ pub async fn put_client(
     if !updated {
         return Err(invalid_registration_token());
     }
+    state.clients.forget(&tenant.id, &client.id);
     tracing::info!(tenant = %tenant.slug, client_id = %client.id, "client updated");
     state
         .audit
@@ -125,6 +126,7 @@ pub async fn delete_client(
 ) -> Result<HttpResponse, OAuthError> {
     let (tenant, client) = authorized_client(&state, &request).await?;
     state.store.delete_client(&tenant.id, &client.id).await?;
+    state.clients.forget(&tenant.id, &client.id);
     tracing::info!(tenant = %tenant.slug, client_id = %client.id, "client deleted");
     state
         .audit

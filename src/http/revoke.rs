@@ -27,7 +27,7 @@ pub async fn post_revoke(
     let credentials =
         PresentedCredentials::from_request(extract::authorization(&request), &params)?;
     let client = credentials
-        .authenticate(&state.store, &tenant.id, now)
+        .authenticate(&state.clients, &tenant.id, now)
         .await?;
     let token = params.require("token")?;
 

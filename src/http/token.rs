@@ -31,7 +31,7 @@ pub async fn post_token(
     let credentials =
         PresentedCredentials::from_request(extract::authorization(&request), &params)?;
     let client = credentials
-        .authenticate(&state.store, &tenant.id, now)
+        .authenticate(&state.clients, &tenant.id, now)
         .await?;
     let keys = state.keys.tenant_keys(&tenant.id).await?;
     let context = GrantContext {

@@ -1,10 +1,14 @@
 //! Registered clients as the protocol rules see them.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 use super::redirect;
 use super::scope::Scope;
-use crate::store::{ClientRecord, StoreError};
+use crate::store::{ClientRecord, Store, StoreError};
 
 /// Client authentication methods at the token, revocation and introspection endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,5 +151,65 @@ impl Client {
     /// The name shown on the consent page: the registered `client_name`, else the id.
     pub fn display_name(&self) -> &str {
         self.metadata.client_name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// How long a loaded client is used before it is read again. Another instance sees a
+/// client's update or deletion within this time; this instance forgets it at once.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+/// Entries kept before the cache starts over, bounding its memory.
+const CACHE_CAPACITY: usize = 10_000;
+
+/// A client's cache key: tenant id and client id.
+type ClientKey = (String, String);
+
+/// Looks clients up by tenant and id, caching them briefly: every token request names one.
+pub struct ClientDirectory {
+    store: Store,
+    cache: RwLock<HashMap<ClientKey, (Arc<Client>, Instant)>>,
+}
+
+impl ClientDirectory {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Returns the client, or `None` when the tenant has no such client.
+    pub async fn find(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Arc<Client>>, StoreError> {
+        let key = (tenant_id.to_owned(), client_id.to_owned());
+        if let Some((client, loaded_at)) = self
+            .cache
+            .read()
+            .expect("client cache lock poisoned")
+            .get(&key)
+            && loaded_at.elapsed() < CACHE_TTL
+        {
+            return Ok(Some(Arc::clone(client)));
+        }
+        let Some(record) = self.store.client_by_id(tenant_id, client_id).await? else {
+            return Ok(None);
+        };
+        let client = Arc::new(Client::from_record(record)?);
+        let mut cache = self.cache.write().expect("client cache lock poisoned");
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(key, (Arc::clone(&client), Instant::now()));
+        Ok(Some(client))
+    }
+
+    /// Drops a cached client after it was changed or deleted through this instance.
+    pub fn forget(&self, tenant_id: &str, client_id: &str) {
+        self.cache
+            .write()
+            .expect("client cache lock poisoned")
+            .remove(&(tenant_id.to_owned(), client_id.to_owned()));
     }
 }

@@ -6,10 +6,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::OAuthError;
-use super::client::{AuthMethod, Client};
+use std::sync::Arc;
+
+use super::client::{AuthMethod, Client, ClientDirectory};
 use super::params::Params;
 use crate::secret::{constant_time_eq, hash_token};
-use crate::store::Store;
 
 /// Credentials as presented, before they are checked.
 #[derive(Debug)]
@@ -67,16 +68,15 @@ impl PresentedCredentials {
     /// Loads the client and checks the credentials against its registration.
     pub async fn authenticate(
         &self,
-        store: &Store,
+        clients: &ClientDirectory,
         tenant_id: &str,
         now: i64,
-    ) -> Result<Client, OAuthError> {
+    ) -> Result<Arc<Client>, OAuthError> {
         let unknown = || OAuthError::invalid_client("client authentication failed");
-        let record = store
-            .client_by_id(tenant_id, &self.client_id)
+        let client = clients
+            .find(tenant_id, &self.client_id)
             .await?
             .ok_or_else(unknown)?;
-        let client = Client::from_record(record)?;
         if client.auth_method != self.method {
             return Err(OAuthError::invalid_client(format!(
                 "this client is registered for {} authentication, not {}",

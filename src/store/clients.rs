@@ -68,7 +68,7 @@ impl Store {
         .bind(client.registered_by)
         .bind(client.metadata)
         .bind(client.issued_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -116,7 +116,7 @@ impl Store {
         .bind(now)
         .bind(tenant_id)
         .bind(client_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(result.rows_affected() == 1)
     }

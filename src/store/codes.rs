@@ -66,7 +66,7 @@ impl Store {
         .bind(now)
         .bind(code.expires_at)
         .bind(i64::from(code.redirect_uri_sent))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -149,7 +149,7 @@ impl Store {
                 .bind(master_key_id)
                 .bind(kid)
                 .bind(previous)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
             }
             None => {
@@ -160,7 +160,7 @@ impl Store {
                 .bind(sealed_private_key)
                 .bind(master_key_id)
                 .bind(kid)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
             }
         };
@@ -251,7 +251,7 @@ impl Store {
         )
         .bind(now)
         .bind(kid)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -272,7 +272,7 @@ impl Store {
         sqlx::query("UPDATE tenants SET signing_algorithm = $1 WHERE id = $2")
             .bind(algorithm)
             .bind(tenant_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

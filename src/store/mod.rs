@@ -19,7 +19,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Transaction};
 
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseSettings, SqliteSynchronous};
 
 pub use clients::{ClientRecord, NewClient};
 pub use codes::{CodeRecord, NewCode, RedeemedCode};
@@ -102,52 +102,55 @@ impl Backend {
     }
 }
 
-/// The database behind every tenant. Cloning shares the pool.
+/// The database behind every tenant. Cloning shares the pools.
+///
+/// On SQLite, writes go through `writer`, a pool of one connection, and reads through
+/// `pool`. SQLite runs one writer at a time anyway; queueing writers in the pool, in arrival
+/// order, avoids its busy handler, which sleeps 1, 2, 5 and more milliseconds between
+/// retries and so leaves the database idle while writers wait. Another process on the same
+/// file still waits through the busy timeout. On PostgreSQL both are the same pool.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    writer: AnyPool,
     backend: Backend,
 }
 
 impl Store {
-    /// Opens a pool on the configured database. SQLite files are created when missing.
+    /// Opens the pools on the configured database. SQLite files are created when missing.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
         let backend = Backend::from_url(&settings.url).map_err(StoreError::Corrupt)?;
-        let url = match backend {
-            Backend::Sqlite => sqlite_url_creating_file(&settings.url),
-            Backend::Postgres => settings.url.clone(),
-        };
-        let synchronous = settings.sqlite_synchronous.pragma_value();
-        let pool = AnyPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            .after_connect(move |connection, _metadata| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the one writer. NORMAL syncs the WAL at
-                        // checkpoints, not on every commit. A writer waits up to 5 s for the
-                        // lock instead of failing with SQLITE_BUSY.
-                        let pragmas = match synchronous {
-                            "FULL" => {
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                       PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
-                            }
-                            _ => {
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
-                            }
-                        };
-                        sqlx::raw_sql(pragmas).execute(&mut *connection).await?;
-                    }
-                    Ok(())
+        match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url_creating_file(&settings.url);
+                let synchronous = settings.sqlite_synchronous;
+                // The writer first, so that the file and WAL mode exist before readers open.
+                let writer = sqlite_pool(1, settings, synchronous).connect(&url).await?;
+                let pool = sqlite_pool(settings.max_connections, settings, synchronous)
+                    .connect(&url)
+                    .await?;
+                Ok(Self {
+                    pool,
+                    writer,
+                    backend,
                 })
-            })
-            .connect(&url)
-            .await?;
-        Ok(Self { pool, backend })
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(settings.acquire_timeout)
+                    .connect(&settings.url)
+                    .await?;
+                Ok(Self {
+                    writer: pool.clone(),
+                    pool,
+                    backend,
+                })
+            }
+        }
     }
 
     /// Applies every pending migration. On PostgreSQL the migrator holds an advisory lock, so
@@ -188,7 +191,7 @@ impl Store {
         ] {
             deleted += sqlx::query(statement)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
         }
@@ -200,7 +203,7 @@ impl Store {
         ] {
             deleted += sqlx::query(statement)
                 .bind(grant_cutoff)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
         }
@@ -209,6 +212,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// Starts a write transaction. SQLite takes the write lock at `BEGIN IMMEDIATE`, so the
@@ -216,11 +220,44 @@ impl Store {
     /// instead fail with SQLITE_BUSY when another writer commits in between.
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
         let transaction = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         };
         Ok(transaction)
     }
+}
+
+/// Returns pool options for SQLite connections with the pragmas every connection needs.
+fn sqlite_pool(
+    max_connections: u32,
+    settings: &DatabaseSettings,
+    synchronous: SqliteSynchronous,
+) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        // A local file does not drop connections, so the ping before every checkout would
+        // only add a round trip to the connection's worker thread.
+        .test_before_acquire(false)
+        .after_connect(move |connection, _metadata| {
+            Box::pin(async move {
+                // WAL lets readers run beside the one writer. NORMAL syncs the WAL at
+                // checkpoints, FULL at every commit. A writer from another process waits up
+                // to 5 s for the lock instead of failing with SQLITE_BUSY.
+                let pragmas = match synchronous {
+                    SqliteSynchronous::Full => {
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+                    }
+                    SqliteSynchronous::Normal => {
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+                    }
+                };
+                sqlx::raw_sql(pragmas).execute(&mut *connection).await?;
+                Ok(())
+            })
+        })
 }
 
 /// Adds `mode=rwc` so that SQLite creates a missing database file.

@@ -213,7 +213,7 @@ impl Store {
         .bind(reason)
         .bind(family_id)
         .bind(tenant_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if result.rows_affected() == 1 {
             tracing::warn!(tenant_id, family_id, reason, "refresh-token family revoked");
@@ -280,7 +280,7 @@ impl Store {
         .bind(tenant_id)
         .bind(expires_at)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

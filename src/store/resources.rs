@@ -26,7 +26,7 @@ impl Store {
         .bind(uri)
         .bind(scopes)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

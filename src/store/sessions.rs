@@ -71,7 +71,7 @@ impl Store {
         .bind(tenant_id)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -166,7 +166,7 @@ impl Store {
         .bind(now)
         .bind(request.expires_at)
         .bind(i64::from(request.redirect_uri_sent))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -220,7 +220,7 @@ impl Store {
         .bind(now)
         .bind(id)
         .bind(tenant_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -268,7 +268,7 @@ impl Store {
         .bind(scope)
         .bind(resource)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -28,7 +28,7 @@ impl Store {
         .bind(username)
         .bind(password_hash)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(id)
     }
@@ -49,7 +49,7 @@ impl Store {
         .bind(now)
         .bind(tenant_id)
         .bind(username)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(result.rows_affected() == 1)
     }
