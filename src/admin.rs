@@ -87,8 +87,23 @@ pub fn validate_username(username: &str) -> Result<(), AdminError> {
     }
 }
 
+/// Longest password accepted: the login form's body is limited to 64 KiB, and no person
+/// types more.
+const MAX_PASSWORD_LENGTH: usize = 1024;
+
 fn validate_password(password: &SecretString) -> Result<String, AdminError> {
-    if password.expose_secret().chars().count() < MIN_PASSWORD_LENGTH {
+    let text = password.expose_secret();
+    if text.trim().is_empty() {
+        return Err(AdminError::Invalid(
+            "the password is empty or only spaces".into(),
+        ));
+    }
+    if text.chars().count() > MAX_PASSWORD_LENGTH {
+        return Err(AdminError::Invalid(format!(
+            "the password is longer than {MAX_PASSWORD_LENGTH} characters"
+        )));
+    }
+    if text.chars().count() < MIN_PASSWORD_LENGTH {
         return Err(AdminError::Invalid(format!(
             "the password is too short: use at least {MIN_PASSWORD_LENGTH} characters"
         )));
@@ -145,6 +160,13 @@ pub async fn add_resource(
 ) -> Result<(), AdminError> {
     let parsed = url::Url::parse(uri)
         .map_err(|error| AdminError::Invalid(format!("invalid resource URI {uri:?}: {error}")))?;
+    let origin: String = uri.split('/').take(3).collect::<Vec<_>>().join("/");
+    if origin != origin.to_ascii_lowercase() {
+        return Err(AdminError::Invalid(format!(
+            "invalid resource URI {uri:?}: write the scheme and host in lowercase, as clients send them ({})",
+            origin.to_ascii_lowercase()
+        )));
+    }
     if !matches!(parsed.scheme(), "http" | "https")
         || uri.contains('#')
         || parsed.host_str().is_none()

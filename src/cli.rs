@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::keys::SigningAlgorithm;
 use crate::keys::master;
 use crate::keys::rotation::Rotation;
-use crate::keys::sealing::MasterKey;
+use crate::keys::sealing::{MasterKey, MasterKeys};
 use crate::oauth::client::Client;
 use crate::startup::Application;
 use crate::store::Store;
@@ -234,7 +234,7 @@ async fn run_admin(store: &Store, settings: &Settings, command: Command) -> Resu
         Command::Tenant(TenantCommand::Create { name, algorithm }) => {
             let slug = TenantSlug::parse(&name).map_err(AdminError::Invalid)?;
             let algorithm = SigningAlgorithm::parse(&algorithm).map_err(AdminError::Invalid)?;
-            let master_keys = master::load(settings).map_err(AdminError::Invalid)?;
+            let master_keys = checked_master_keys(store, settings).await?;
             admin::create_tenant(store, &master_keys, &slug, algorithm).await?;
             println!(
                 "Created tenant {slug}; issuer {}/t/{slug}",
@@ -354,7 +354,7 @@ async fn run_admin(store: &Store, settings: &Settings, command: Command) -> Resu
                 .map(SigningAlgorithm::parse)
                 .transpose()
                 .map_err(AdminError::Invalid)?;
-            let master_keys = Arc::new(master::load(settings).map_err(AdminError::Invalid)?);
+            let master_keys = Arc::new(checked_master_keys(store, settings).await?);
             let rotation = Rotation::new(
                 store.clone(),
                 master_keys,
@@ -433,6 +433,16 @@ async fn run_admin(store: &Store, settings: &Settings, command: Command) -> Resu
     Ok(())
 }
 
+/// Loads the master keys and opens every stored key with them, so that a command run with
+/// another master key than the server's fails instead of sealing a key nobody can open.
+async fn checked_master_keys(store: &Store, settings: &Settings) -> Result<MasterKeys, AdminError> {
+    let master_keys = master::load(settings).map_err(AdminError::Invalid)?;
+    master::check_stored_keys(store, &master_keys)
+        .await
+        .map_err(AdminError::Invalid)?;
+    Ok(master_keys)
+}
+
 /// Reads a password from a hidden prompt on a terminal, or the first line of standard
 /// input otherwise.
 fn read_password(prompt: &str) -> Result<SecretString, AdminError> {
@@ -449,7 +459,7 @@ fn read_password(prompt: &str) -> Result<SecretString, AdminError> {
         first
     } else {
         let mut line = String::new();
-        std::io::stdin()
+        let read = std::io::stdin()
             .lock()
             .read_line(&mut line)
             .map_err(|error| {
@@ -457,6 +467,12 @@ fn read_password(prompt: &str) -> Result<SecretString, AdminError> {
                     "reading the password from standard input failed: {error}"
                 ))
             })?;
+        if read == 0 {
+            return Err(AdminError::Invalid(
+                "no password on standard input: type it at a terminal, or pipe it in on one line"
+                    .into(),
+            ));
+        }
         line.trim_end_matches(['\r', '\n']).to_owned()
     };
     Ok(SecretString::from(password))

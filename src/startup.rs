@@ -94,7 +94,8 @@ impl Application {
                     let started = std::time::Instant::now();
                     let response = service.call(request);
                     async move {
-                        let response = response.await?;
+                        let mut response = response.await?;
+                        http::fallback::cors_headers(&path, response.headers_mut());
                         let status = response.status().as_u16();
                         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
                         if status >= 500 {
@@ -184,6 +185,22 @@ async fn bootstrap(store: &Store, master_keys: &MasterKeys) -> anyhow::Result<()
 
 async fn log_issuers(store: &Store, public_url: &str, port: u16) {
     tracing::info!(port, public_url, "listening");
+    let advertised = url::Url::parse(public_url).ok();
+    let advertised_port = advertised
+        .as_ref()
+        .and_then(url::Url::port_or_known_default);
+    let loopback = advertised
+        .as_ref()
+        .and_then(url::Url::host_str)
+        .is_some_and(crate::config::is_loopback_host);
+    if loopback && advertised_port.is_some_and(|advertised| advertised != port) {
+        tracing::warn!(
+            port,
+            public_url,
+            "the public URL names another port than the server listens on; set PORTCULLIS_PUBLIC_URL \
+             to match PORTCULLIS_BIND unless a proxy forwards that port"
+        );
+    }
     match store.list_tenants().await {
         Ok(tenants) => {
             for (slug, _) in tenants.iter().take(20) {

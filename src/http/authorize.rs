@@ -153,6 +153,7 @@ async fn continue_flow(
         client_id: &client.id,
         redirect_uri: &checked.redirect_uri,
         redirect_uri_sent: checked.redirect_uri_sent,
+        prompt: checked.prompt.stored(),
         scope: &scope,
         resource: &checked.resource,
         code_challenge: checked.code_challenge.as_str(),

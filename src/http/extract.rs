@@ -29,21 +29,36 @@ pub async fn tenant(state: &AppState, request: &HttpRequest) -> Result<Arc<Tenan
     state.tenants.find(&slug).await?.ok_or_else(unknown)
 }
 
-/// Reads the body, failing once it grows past `limit` bytes.
+/// Longest time a request body may take to arrive, so a client dripping bytes cannot hold
+/// a connection and its worker slot for long.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the body, failing once it grows past `limit` bytes or takes longer than
+/// `BODY_TIMEOUT`.
 pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, OAuthError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| {
-            OAuthError::invalid_request(format!("reading the request body failed: {error}"))
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(OAuthError::invalid_request(format!(
-                "the request body is larger than {limit} bytes"
-            )));
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|error| {
+                OAuthError::invalid_request(format!("reading the request body failed: {error}"))
+            })?;
+            if body.len() + chunk.len() > limit {
+                return Err(OAuthError::invalid_request(format!(
+                    "the request body is larger than {limit} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        Ok(body)
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(OAuthError::invalid_request(format!(
+                "the request body did not arrive within {} seconds",
+                BODY_TIMEOUT.as_secs()
+            )))
+        })
 }
 
 /// Returns whether the request's media type is `expected`, ignoring parameters such as

@@ -24,9 +24,11 @@ pub async fn get_jwks(
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
+        // If-None-Match compares weakly (RFC 9110 §13.1.2), so W/ prefixes are ignored.
         .is_some_and(|tags| {
             tags.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+                .map(|tag| tag.trim().trim_start_matches("W/"))
+                .any(|tag| tag == etag || tag == "*")
         });
     if unchanged {
         return Ok(HttpResponse::NotModified()

@@ -45,6 +45,24 @@ pub async fn post_login(
     let username = params.get("username").unwrap_or_default();
     let password = SecretString::from(params.get("password").unwrap_or_default());
 
+    let throttle_key = format!("{}/{username}", tenant.id);
+    if state.login_throttle.is_blocked(&throttle_key) {
+        let event = AuditEvent::new(&tenant.id, "login_failed")
+            .client(&client.id)
+            .detail(json!({"reason": "throttled"}));
+        state.audit.record(event);
+        return authorize::render_login(
+            &tenant,
+            &client,
+            &form,
+            username,
+            Some(
+                "Too many failed sign-in attempts for this user. Wait a few minutes and try again.",
+            ),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+
     let user = match state.store.user_by_username(&tenant.id, username).await {
         Ok(user) => user,
         Err(error) => return failure_page(&error.into()),
@@ -57,6 +75,7 @@ pub async fn post_login(
             .client(&client.id)
             .detail(json!({"reason": "unknown_user"}));
         state.audit.record(event);
+        state.login_throttle.record_failure(&throttle_key);
         return rejected_login(&tenant, &client, &form, username);
     };
     if !state.passwords.verify(password, stored_hash).await {
@@ -65,8 +84,10 @@ pub async fn post_login(
             .subject(&user.username)
             .detail(json!({"reason": "wrong_password"}));
         state.audit.record(event);
+        state.login_throttle.record_failure(&throttle_key);
         return rejected_login(&tenant, &client, &form, username);
     }
+    state.login_throttle.record_success(&throttle_key);
     tracing::info!(tenant = %tenant.slug, outcome = "success", "login");
     state.audit.record(
         AuditEvent::new(&tenant.id, "login_succeeded")
@@ -93,16 +114,21 @@ pub async fn post_login(
     }
     let cookie = session::cookie(&state, &tenant, new_id.expose());
 
-    let remembered = state
-        .store
-        .has_consent(
-            &tenant.id,
-            &user.id,
-            &client.id,
-            &pending.scope,
-            &pending.resource,
-        )
-        .await;
+    // prompt=consent asks again even when consent is on record.
+    let remembered = if pending.prompt.as_deref() == Some("consent") {
+        Ok(false)
+    } else {
+        state
+            .store
+            .has_consent(
+                &tenant.id,
+                &user.id,
+                &client.id,
+                &pending.scope,
+                &pending.resource,
+            )
+            .await
+    };
     let response = match remembered {
         Ok(true) => complete_with_code(&state, &tenant, &pending, &user.id, &params, now).await,
         Ok(false) => Ok(authorize::render_consent(

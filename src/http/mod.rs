@@ -5,6 +5,7 @@ mod authorize;
 mod consent;
 mod error;
 mod extract;
+pub mod fallback;
 mod health;
 mod introspect;
 mod jwks;
@@ -14,6 +15,7 @@ mod pages;
 mod register;
 mod revoke;
 mod session;
+mod throttle;
 mod token;
 
 use std::num::NonZeroU32;
@@ -39,6 +41,7 @@ pub struct AppState {
     pub clients: ClientDirectory,
     pub keys: KeyRing,
     pub passwords: PasswordChecker,
+    pub login_throttle: throttle::LoginThrottle,
     pub audit: AuditLog,
     /// Registrations per client IP address; `None` when the limit is off.
     pub registration_limiter: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
@@ -58,6 +61,7 @@ impl AppState {
             clients: ClientDirectory::new(store.clone()),
             keys: KeyRing::new(store.clone(), master_keys, settings.key_timing),
             passwords: PasswordChecker::new(settings.password_hash_concurrency),
+            login_throttle: throttle::LoginThrottle::default(),
             registration_limiter,
             audit,
             store,
@@ -66,42 +70,81 @@ impl AppState {
     }
 }
 
-/// Mounts every route.
+/// Mounts every route. Each path is one resource, so a method it does not support gets
+/// 405 with `Allow` (or, for `OPTIONS`, a CORS preflight answer).
 pub fn routes(config: &mut web::ServiceConfig) {
+    let get = || fallback::method_not_allowed("GET");
+    let post = || fallback::method_not_allowed("POST");
     config
-        .route("/healthz", web::get().to(health::get_healthz))
-        .route("/readyz", web::get().to(health::get_readyz))
-        .route(
-            "/.well-known/oauth-authorization-server/t/{tenant}",
-            web::get().to(metadata::get_metadata),
+        .service(
+            web::resource("/healthz")
+                .get(health::get_healthz)
+                .default_service(web::to(get())),
         )
-        .route(
-            "/.well-known/openid-configuration/t/{tenant}",
-            web::get().to(metadata::get_metadata),
+        .service(
+            web::resource("/readyz")
+                .get(health::get_readyz)
+                .default_service(web::to(get())),
+        )
+        .service(
+            web::resource([
+                "/.well-known/oauth-authorization-server/t/{tenant}",
+                "/.well-known/openid-configuration/t/{tenant}",
+                "/t/{tenant}/.well-known/oauth-authorization-server",
+                "/t/{tenant}/.well-known/openid-configuration",
+            ])
+            .get(metadata::get_metadata)
+            .default_service(web::to(get())),
         )
         .service(
             web::scope("/t/{tenant}")
-                .route(
-                    "/.well-known/oauth-authorization-server",
-                    web::get().to(metadata::get_metadata),
+                .service(
+                    web::resource("/jwks.json")
+                        .get(jwks::get_jwks)
+                        .default_service(web::to(get())),
                 )
-                .route(
-                    "/.well-known/openid-configuration",
-                    web::get().to(metadata::get_metadata),
+                .service(
+                    web::resource("/register")
+                        .post(register::post_register)
+                        .default_service(web::to(post())),
                 )
-                .route("/jwks.json", web::get().to(jwks::get_jwks))
-                .route("/register", web::post().to(register::post_register))
-                .route("/register/{client_id}", web::get().to(register::get_client))
-                .route("/register/{client_id}", web::put().to(register::put_client))
-                .route(
-                    "/register/{client_id}",
-                    web::delete().to(register::delete_client),
+                .service(
+                    web::resource("/register/{client_id}")
+                        .get(register::get_client)
+                        .put(register::put_client)
+                        .delete(register::delete_client)
+                        .default_service(web::to(fallback::method_not_allowed("GET, PUT, DELETE"))),
                 )
-                .route("/authorize", web::get().to(authorize::get_authorize))
-                .route("/login", web::post().to(login::post_login))
-                .route("/consent", web::post().to(consent::post_consent))
-                .route("/token", web::post().to(token::post_token))
-                .route("/revoke", web::post().to(revoke::post_revoke))
-                .route("/introspect", web::post().to(introspect::post_introspect)),
-        );
+                .service(
+                    web::resource("/authorize")
+                        .get(authorize::get_authorize)
+                        .default_service(web::to(get())),
+                )
+                .service(
+                    web::resource("/login")
+                        .post(login::post_login)
+                        .default_service(web::to(post())),
+                )
+                .service(
+                    web::resource("/consent")
+                        .post(consent::post_consent)
+                        .default_service(web::to(post())),
+                )
+                .service(
+                    web::resource("/token")
+                        .post(token::post_token)
+                        .default_service(web::to(post())),
+                )
+                .service(
+                    web::resource("/revoke")
+                        .post(revoke::post_revoke)
+                        .default_service(web::to(post())),
+                )
+                .service(
+                    web::resource("/introspect")
+                        .post(introspect::post_introspect)
+                        .default_service(web::to(post())),
+                ),
+        )
+        .default_service(web::to(fallback::not_found));
 }

@@ -143,6 +143,9 @@ async fn authorized_client(
 ) -> Result<(std::sync::Arc<Tenant>, Client), OAuthError> {
     let tenant = extract::tenant(state, request).await?;
     let client_id = request.match_info().get("client_id").unwrap_or_default();
+    if client_id.is_empty() || client_id.chars().any(char::is_control) {
+        return Err(invalid_registration_token());
+    }
     let token = extract::authorization(request)
         .and_then(|header| header.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))

@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use josekit::jwk::{Jwk, JwkSet};
-use josekit::jws::{JwsHeader, JwsVerifier};
-use josekit::jwt::{self, JwtPayload};
+use josekit::jws::JwsVerifier;
+use josekit::jwt;
 use serde_json::Value;
 
 use super::{SigningAlgorithm, TenantKeys};
@@ -193,30 +195,44 @@ impl VerifierSet {
     }
 }
 
-impl TenantKeys {
-    /// Signs an access token with the tenant's current key.
-    pub fn sign_access_token(
-        &self,
-        claims: &AccessTokenClaims,
-    ) -> Result<String, josekit::JoseError> {
-        let mut header = JwsHeader::new();
-        header.set_token_type("at+jwt");
-        header.set_key_id(&self.signing_kid);
+/// The claims of an access token as signed (RFC 9068 §2.2). Times are integers, which is
+/// what resource servers expect and what verification reads back.
+#[derive(serde::Serialize)]
+struct Payload<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: &'a str,
+}
 
-        let mut payload = JwtPayload::new();
-        payload.set_issuer(&claims.issuer);
-        payload.set_subject(&claims.subject);
-        payload.set_claim("aud", Some(Value::String(claims.audience.clone())))?;
-        payload.set_claim("client_id", Some(Value::String(claims.client_id.clone())))?;
-        if !claims.scope.is_empty() {
-            payload.set_claim("scope", Some(Value::String(claims.scope.clone())))?;
-        }
-        // josekit's set_issued_at and set_expires_at write floats such as 1700000000.0;
-        // integers are what resource servers expect and what verification reads back.
-        payload.set_claim("iat", Some(Value::from(claims.issued_at)))?;
-        payload.set_claim("exp", Some(Value::from(claims.expires_at)))?;
-        payload.set_jwt_id(&claims.jwt_id);
-        jwt::encode_with_signer(&payload, &header, self.signer.as_ref())
+impl TenantKeys {
+    /// Signs an access token with the tenant's current key, as a compact JWS.
+    pub fn sign_access_token(&self, claims: &AccessTokenClaims) -> Result<String, String> {
+        let payload = Payload {
+            iss: &claims.issuer,
+            sub: &claims.subject,
+            aud: &claims.audience,
+            client_id: &claims.client_id,
+            scope: &claims.scope,
+            iat: claims.issued_at,
+            exp: claims.expires_at,
+            jti: &claims.jwt_id,
+        };
+        let payload = serde_json::to_vec(&payload).map_err(|error| error.to_string())?;
+        let mut token =
+            String::with_capacity(self.encoded_header.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(&self.encoded_header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = self.signer.sign(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
     }
 
     /// Verifies an access token of this tenant; see `VerifierSet::verify`.

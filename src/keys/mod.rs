@@ -11,13 +11,13 @@ mod jwt;
 pub mod master;
 pub mod rotation;
 pub mod sealing;
+mod signer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use josekit::jwk::Jwk;
-use josekit::jws::JwsSigner;
 
 use crate::config::KeyTiming;
 use crate::store::{SigningKeyRecord, Store, StoreError};
@@ -25,6 +25,9 @@ use crate::store::{SigningKeyRecord, Store, StoreError};
 pub use algorithm::SigningAlgorithm;
 pub use jwt::{AccessTokenClaims, VerifierSet, VerifyError};
 use sealing::MasterKeys;
+use signer::TokenSigner;
+
+use base64::Engine;
 
 /// The algorithm of a new tenant's keys.
 pub const DEFAULT_ALGORITHM: SigningAlgorithm = SigningAlgorithm::Es256;
@@ -47,7 +50,9 @@ pub fn jwks_max_age(timing: &KeyTiming) -> i64 {
 pub struct TenantKeys {
     signing_kid: String,
     signing_algorithm: SigningAlgorithm,
-    signer: Box<dyn JwsSigner>,
+    signer: TokenSigner,
+    /// The base64url JWS header of every token the current key signs.
+    encoded_header: String,
     verifiers: VerifierSet,
     jwks: String,
     etag: String,
@@ -92,9 +97,14 @@ impl TenantKeys {
             .map_err(|reason| corrupt(&current.kid, reason))?;
         let private = master::open_private_key(master_keys, current)
             .map_err(|reason| corrupt(&current.kid, reason))?;
-        let signer = algorithm
-            .signer(&private)
+        let current_public = Jwk::from_bytes(current.public_jwk.as_bytes())
             .map_err(|error| corrupt(&current.kid, error.to_string()))?;
+        let signer = TokenSigner::from_jwk(algorithm, &private, &current_public)
+            .map_err(|reason| corrupt(&current.kid, reason))?;
+        let header =
+            serde_json::json!({"alg": algorithm.name(), "typ": "at+jwt", "kid": current.kid});
+        let encoded_header =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string());
 
         let mut public_keys = Vec::with_capacity(records.len());
         for record in records {
@@ -120,6 +130,7 @@ impl TenantKeys {
             signing_kid: current.kid.clone(),
             signing_algorithm: algorithm,
             signer,
+            encoded_header,
             verifiers,
             jwks,
             etag,

@@ -136,6 +136,17 @@ pub fn validate(
     })
 }
 
+impl Prompt {
+    /// Returns the value to remember with a pending request, if it changes the flow there.
+    pub fn stored(self) -> Option<&'static str> {
+        match self {
+            Self::Login => Some("login"),
+            Self::Consent => Some("consent"),
+            Self::Default | Self::None => None,
+        }
+    }
+}
+
 fn parse_prompt(value: Option<&str>) -> Result<Prompt, OAuthError> {
     let Some(value) = value else {
         return Ok(Prompt::Default);

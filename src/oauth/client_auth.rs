@@ -114,19 +114,21 @@ fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
-    let id = form_decode(id);
-    let secret = form_decode(secret);
+    let id = form_decode(id).ok_or_else(malformed)?;
+    let secret = form_decode(secret).ok_or_else(malformed)?;
     if id.is_empty() {
         return Err(malformed());
     }
     Ok((id, secret))
 }
 
-fn form_decode(value: &str) -> String {
-    form_urlencoded::parse(format!("v={value}").as_bytes())
-        .next()
-        .map(|(_, decoded)| decoded.into_owned())
-        .unwrap_or_default()
+/// Decodes a form-encoded credential, or `None` when it is not UTF-8 or holds NUL.
+fn form_decode(value: &str) -> Option<String> {
+    let spaced = value.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()?;
+    (!decoded.contains('\0')).then(|| decoded.into_owned())
 }
 
 #[cfg(test)]

@@ -19,9 +19,25 @@ pub struct Params {
 }
 
 impl Params {
+    /// Parses `name=value` pairs. Values must decode to UTF-8 without NUL characters: a
+    /// lossy decoding would change `state` behind the client's back, and no parameter of
+    /// this server has a use for NUL.
     pub fn parse(input: &[u8]) -> Result<Self, OAuthError> {
         let mut params = Self::default();
-        for (count, (name, value)) in form_urlencoded::parse(input).enumerate() {
+        let pairs = input
+            .split(|byte| *byte == b'&')
+            .filter(|pair| !pair.is_empty());
+        for (count, pair) in pairs.enumerate() {
+            let (name, value) = match pair.iter().position(|byte| *byte == b'=') {
+                Some(index) => (&pair[..index], &pair[index + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            let name = decode(name)?;
+            let value = decode(value).map_err(|_| {
+                OAuthError::invalid_request(format!(
+                    "the {name} parameter is not valid UTF-8 or contains NUL"
+                ))
+            })?;
             if count >= MAX_PARAMETERS {
                 return Err(OAuthError::invalid_request(format!(
                     "the request has more than {MAX_PARAMETERS} parameters"
@@ -30,13 +46,13 @@ impl Params {
             if value.is_empty() {
                 continue;
             }
-            if params.values.contains_key(name.as_ref()) {
-                if !params.repeated.iter().any(|known| known == name.as_ref()) {
-                    params.repeated.push(name.into_owned());
+            if params.values.contains_key(&name) {
+                if !params.repeated.contains(&name) {
+                    params.repeated.push(name);
                 }
                 continue;
             }
-            params.values.insert(name.into_owned(), value.into_owned());
+            params.values.insert(name, value);
         }
         Ok(params)
     }
@@ -76,6 +92,23 @@ impl Params {
     }
 }
 
+/// Decodes one form-encoded component: `+` is a space, `%XX` a byte.
+fn decode(raw: &[u8]) -> Result<String, OAuthError> {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|byte| if *byte == b'+' { b' ' } else { *byte })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
+    let text = String::from_utf8(bytes)
+        .map_err(|_| OAuthError::invalid_request("a parameter is not valid UTF-8"))?;
+    if text.contains('\0') {
+        return Err(OAuthError::invalid_request(
+            "a parameter contains a NUL character",
+        ));
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +138,20 @@ mod tests {
         assert!(error.description.contains("the code parameter"));
         let params = Params::parse(b"resource=a&resource=b&code=1").unwrap();
         assert!(params.reject_repeated_except("resource").is_ok());
+    }
+
+    #[test]
+    fn params_reject_bad_encodings() {
+        for input in [&b"state=%FF%FE"[..], b"client_id=%00", b"a%00=1", b"x=\xff"] {
+            assert!(
+                Params::parse(input).is_err(),
+                "{input:?} should be rejected"
+            );
+        }
+        assert_eq!(
+            Params::parse(b"s=caf%C3%A9+au+lait").unwrap().get("s"),
+            Some("café au lait")
+        );
     }
 
     #[test]

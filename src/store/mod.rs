@@ -59,9 +59,12 @@ impl From<sqlx::Error> for StoreError {
                 Self::Duplicate
             }
             sqlx::Error::Database(database_error)
-                if database_error
-                    .code()
-                    .is_some_and(|code| is_transient_code(&code)) =>
+                if database_error.code().is_some_and(|code| {
+                    let sqlite = database_error
+                        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                        .is_some();
+                    is_transient_code(&code, sqlite)
+                }) =>
             {
                 Self::Unavailable(error)
             }
@@ -71,14 +74,17 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// Returns whether a database error code means "try again later" rather than a bad
-/// statement: SQLite's SQLITE_BUSY (5) and SQLITE_LOCKED (6) with their extended codes, and
-/// PostgreSQL's connection exceptions (class 08), `admin_shutdown`, `crash_shutdown` and
-/// `cannot_connect_now` (57P01-57P03), and `too_many_connections` (53300).
-fn is_transient_code(code: &str) -> bool {
-    let sqlite_busy = code
-        .parse::<u32>()
-        .is_ok_and(|number| matches!(number & 0xff, 5 | 6));
-    sqlite_busy || code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+/// statement. For SQLite (`sqlite`), the primary codes SQLITE_BUSY (5) and SQLITE_LOCKED (6)
+/// with their extended codes. For PostgreSQL, the SQLSTATEs of connection exceptions (class
+/// 08), `admin_shutdown`, `crash_shutdown` and `cannot_connect_now` (57P01-57P03), and
+/// `too_many_connections` (53300).
+fn is_transient_code(code: &str, sqlite: bool) -> bool {
+    if sqlite {
+        return code
+            .parse::<u32>()
+            .is_ok_and(|number| matches!(number & 0xff, 5 | 6));
+    }
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,15 +249,17 @@ fn sqlite_pool(
             Box::pin(async move {
                 // WAL lets readers run beside the one writer. NORMAL syncs the WAL at
                 // checkpoints, FULL at every commit. A writer from another process waits up
-                // to 5 s for the lock instead of failing with SQLITE_BUSY.
+                // to 5 s for the lock instead of failing with SQLITE_BUSY. A page cache of
+                // 1 MiB per connection, not SQLite's 2 MiB, keeps a full pool's memory small;
+                // the operating system caches the file as well.
                 let pragmas = match synchronous {
                     SqliteSynchronous::Full => {
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -1024;"
                     }
                     SqliteSynchronous::Normal => {
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -1024;"
                     }
                 };
                 sqlx::raw_sql(pragmas).execute(&mut *connection).await?;
@@ -293,13 +301,30 @@ mod tests {
 
     #[test]
     fn transient_codes_are_recognised() {
-        for code in [
-            "5", "517", "6", "262", "08006", "08001", "57P01", "57P03", "53300",
-        ] {
-            assert!(is_transient_code(code), "{code} should be transient");
+        for code in ["5", "517", "6", "262"] {
+            assert!(
+                is_transient_code(code, true),
+                "SQLite {code} should be transient"
+            );
         }
-        for code in ["19", "2067", "23505", "42P01", "1"] {
-            assert!(!is_transient_code(code), "{code} should not be transient");
+        for code in ["08006", "08001", "57P01", "57P03", "53300"] {
+            assert!(
+                is_transient_code(code, false),
+                "PostgreSQL {code} should be transient"
+            );
+        }
+        for code in ["19", "2067", "1"] {
+            assert!(
+                !is_transient_code(code, true),
+                "SQLite {code} should not be transient"
+            );
+        }
+        // 22021 (invalid byte sequence) masks to 5 but is a PostgreSQL input error.
+        for code in ["23505", "42P01", "22021", "22P02"] {
+            assert!(
+                !is_transient_code(code, false),
+                "PostgreSQL {code} should not be transient"
+            );
         }
     }
 

@@ -16,6 +16,8 @@ pub struct NewAuthorizationRequest<'a> {
     /// Whether the authorization request named `redirect_uri` rather than relying on the
     /// client's only registered one.
     pub redirect_uri_sent: bool,
+    /// The `prompt` value that changes the flow: `login` or `consent`.
+    pub prompt: Option<&'a str>,
     pub scope: &'a str,
     pub resource: &'a str,
     pub code_challenge: &'a str,
@@ -31,6 +33,7 @@ pub struct AuthorizationRequestRecord {
     pub client_id: String,
     pub redirect_uri: String,
     pub redirect_uri_sent: bool,
+    pub prompt: Option<String>,
     pub scope: String,
     pub resource: String,
     pub code_challenge: String,
@@ -46,6 +49,7 @@ impl AuthorizationRequestRecord {
             client_id: request.client_id.to_owned(),
             redirect_uri: request.redirect_uri.to_owned(),
             redirect_uri_sent: request.redirect_uri_sent,
+            prompt: request.prompt.map(str::to_owned),
             scope: request.scope.to_owned(),
             resource: request.resource.to_owned(),
             code_challenge: request.code_challenge.to_owned(),
@@ -150,8 +154,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO authorization_requests (id, tenant_id, client_id, redirect_uri, scope, \
              resource, code_challenge, state, session_hash, csrf_token_hash, created_at, \
-             expires_at, redirect_uri_sent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             expires_at, redirect_uri_sent, prompt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(request.id)
         .bind(tenant_id)
@@ -166,6 +170,7 @@ impl Store {
         .bind(now)
         .bind(request.expires_at)
         .bind(i64::from(request.redirect_uri_sent))
+        .bind(request.prompt)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -179,8 +184,8 @@ impl Store {
         now: i64,
     ) -> Result<Option<AuthorizationRequestRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT client_id, redirect_uri, redirect_uri_sent, scope, resource, code_challenge, \
-             state, session_hash, csrf_token_hash FROM authorization_requests \
+            "SELECT client_id, redirect_uri, redirect_uri_sent, prompt, scope, resource, \
+             code_challenge, state, session_hash, csrf_token_hash FROM authorization_requests \
              WHERE id = $1 AND tenant_id = $2 AND completed_at IS NULL AND expires_at > $3",
         )
         .bind(id)
@@ -193,6 +198,7 @@ impl Store {
                 client_id: row.try_get("client_id")?,
                 redirect_uri: row.try_get("redirect_uri")?,
                 redirect_uri_sent: row.try_get::<i64, _>("redirect_uri_sent")? != 0,
+                prompt: row.try_get("prompt")?,
                 scope: row.try_get("scope")?,
                 resource: row.try_get("resource")?,
                 code_challenge: row.try_get("code_challenge")?,

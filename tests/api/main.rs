@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod concurrency;
 mod deployment;
+mod hardening;
 mod helpers;
 mod instances;
 mod keys;

@@ -82,10 +82,9 @@ impl GrantContext<'_> {
             expires_at: self.now + self.lifetimes.access_token,
             jwt_id,
         };
-        let access_token = self
-            .keys
-            .sign_access_token(&claims)
-            .map_err(OAuthError::server_error)?;
+        let access_token = self.keys.sign_access_token(&claims).map_err(|reason| {
+            OAuthError::server_error(anyhow::anyhow!("signing an access token failed: {reason}"))
+        })?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
