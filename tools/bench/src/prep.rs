@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::http::{Request, once, split_url};
 
-/// Where the redirect goes; nothing listens there, the harness reads the Location header.
+/// Redirect URI of the bench clients. Nothing listens there: the harness reads the Location
+/// header.
 pub const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 
 /// The endpoints of one issuer, from its metadata.
