@@ -110,7 +110,7 @@ impl OAuthError {
 impl From<StoreError> for OAuthError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(_) => Self {
+            error if error.is_unavailable() => Self {
                 code: ErrorCode::TemporarilyUnavailable,
                 description: "the database is unavailable; retry later".into(),
                 cause: Some(error.into()),

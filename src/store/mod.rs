@@ -4,6 +4,7 @@
 //! nullable timestamps (`used_at IS NULL`), and ids and JSON are text.
 
 mod audit;
+mod batch;
 mod clients;
 mod codes;
 mod keys;
@@ -45,6 +46,23 @@ pub enum StoreError {
     Migration(#[source] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// A batched transaction this request was part of failed.
+    #[error("a batched transaction failed: {message}")]
+    Batch { unavailable: bool, message: String },
+}
+
+impl StoreError {
+    /// Returns whether the database was unreachable, as opposed to a statement failing.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_)
+                | Self::Batch {
+                    unavailable: true,
+                    ..
+                }
+        )
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -120,6 +138,7 @@ pub struct Store {
     pool: AnyPool,
     writer: AnyPool,
     backend: Backend,
+    rotations: tokio::sync::mpsc::Sender<batch::RotationJob>,
 }
 
 impl Store {
@@ -139,6 +158,7 @@ impl Store {
                     .connect(&url)
                     .await?;
                 Ok(Self {
+                    rotations: batch::start_rotations(writer.clone(), backend),
                     pool,
                     writer,
                     backend,
@@ -151,6 +171,7 @@ impl Store {
                     .connect(&settings.url)
                     .await?;
                 Ok(Self {
+                    rotations: batch::start_rotations(pool.clone(), backend),
                     writer: pool.clone(),
                     pool,
                     backend,

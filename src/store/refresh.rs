@@ -1,6 +1,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::batch::{Rejection, RotationJob, RotationOutcome};
 use super::{Store, StoreError};
 
 /// A new refresh-token family, with its first token unless the client may not refresh.
@@ -117,59 +118,51 @@ fn family_from_row(row: &AnyRow, active: bool) -> Result<FamilyRecord, StoreErro
 
 impl Store {
     /// Rotates a refresh token: when `check` accepts the live token, marks it rotated and
-    /// inserts its successor, in one transaction.
+    /// inserts its successor. Concurrent rotations share one transaction (see `batch`).
     ///
     /// `rotated_at IS NULL` in the consuming statement closes the race between concurrent
     /// refreshes with one token: at most one of them changes the row, so at most one gets a
-    /// successor. A rejected check rolls back, so a stranger presenting a stolen token cannot
-    /// use up the rightful client's token.
-    pub async fn rotate_refresh_token<E>(
+    /// successor. A rejected check restores the token, so a stranger presenting a stolen token
+    /// cannot use up the rightful client's token.
+    pub async fn rotate_refresh_token<E: Send + 'static>(
         &self,
         tenant_id: &str,
         token_hash: &str,
         successor_hash: &str,
         successor_expires_at: i64,
         now: i64,
-        check: impl FnOnce(&FamilyRecord) -> Result<(), E>,
+        check: impl FnOnce(&FamilyRecord) -> Result<(), E> + Send + 'static,
     ) -> Result<RotatedToken<E>, StoreError> {
-        let mut transaction = self.begin_write().await?;
-        let row = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = $1 \
-             WHERE token_hash = $2 AND tenant_id = $3 AND rotated_at IS NULL AND expires_at > $1 \
-             AND family_id IN (SELECT id FROM refresh_token_families WHERE revoked_at IS NULL) \
-             RETURNING family_id, client_id, scope, expires_at, \
-             (SELECT subject FROM refresh_token_families f WHERE f.id = family_id) AS subject, \
-             (SELECT resource FROM refresh_token_families f WHERE f.id = family_id) AS resource",
-        )
-        .bind(now)
-        .bind(token_hash)
-        .bind(tenant_id)
-        .fetch_optional(&mut *transaction)
-        .await?;
-        let Some(row) = row else {
-            transaction.rollback().await?;
-            return self
-                .handle_unrotatable_token(tenant_id, token_hash, now)
-                .await;
-        };
-        let family = family_from_row(&row, true)?;
-        if let Err(rejection) = check(&family) {
-            transaction.rollback().await?;
-            return Ok(RotatedToken::Rejected(rejection));
-        }
-        insert_token(
-            &mut transaction,
-            tenant_id,
-            &family.family_id,
-            &family.client_id,
-            &family.scope,
-            successor_hash,
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = RotationJob {
+            tenant_id: tenant_id.to_owned(),
+            token_hash: token_hash.to_owned(),
+            successor_hash: successor_hash.to_owned(),
             successor_expires_at,
             now,
-        )
-        .await?;
-        transaction.commit().await?;
-        Ok(RotatedToken::Rotated(family))
+            check: Box::new(move |family| {
+                check(family).map_err(|rejection| Box::new(rejection) as Rejection)
+            }),
+            reply,
+        };
+        let stopped = || StoreError::Batch {
+            unavailable: true,
+            message: "the rotation queue has stopped".into(),
+        };
+        self.rotations.send(job).await.map_err(|_| stopped())?;
+        match answer.await.map_err(|_| stopped())?? {
+            RotationOutcome::Rotated(family) => Ok(RotatedToken::Rotated(family)),
+            RotationOutcome::Rejected(rejection) => match rejection.downcast::<E>() {
+                Ok(rejection) => Ok(RotatedToken::Rejected(*rejection)),
+                Err(_) => Err(StoreError::Corrupt(
+                    "a rotation check returned an unexpected type".into(),
+                )),
+            },
+            RotationOutcome::NotLive => {
+                self.handle_unrotatable_token(tenant_id, token_hash, now)
+                    .await
+            }
+        }
     }
 
     /// Revokes the family of a token presented after its rotation: either the client or a

@@ -2,7 +2,10 @@
 
 use serde_json::json;
 
-use super::{GrantContext, TokenResponse, check_same_resource, family_jwt_id, require_grant};
+use super::{
+    GrantContext, TokenResponse, check_same_resource, family_jwt_id, requested_resource,
+    require_grant,
+};
 use crate::oauth::OAuthError;
 use crate::oauth::client::{Client, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 use crate::oauth::params::Params;
@@ -27,6 +30,7 @@ pub async fn exchange_code(
     })?;
     let verifier = CodeVerifier::parse(verifier)?;
     let redirect_uri = params.get("redirect_uri");
+    let resource = requested_resource(params)?;
 
     let refresh_token = client
         .allows_grant(GRANT_REFRESH_TOKEN)
@@ -65,7 +69,7 @@ pub async fn exchange_code(
                         "code_verifier does not match the code_challenge",
                     ));
                 }
-                check_same_resource(params, &granted.resource)
+                check_same_resource(resource.as_deref(), &granted.resource)
             },
         )
         .await?;

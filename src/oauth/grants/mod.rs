@@ -109,14 +109,8 @@ fn require_grant(client: &Client, grant_type: &str) -> Result<(), OAuthError> {
 
 /// Checks a token request's optional `resource` against the resource already granted:
 /// one grant has one audience (RFC 8707 §2.2).
-fn check_same_resource(params: &Params, granted: &str) -> Result<(), OAuthError> {
-    if params.is_repeated("resource") {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidTarget,
-            "only one resource per request is supported",
-        ));
-    }
-    match params.get("resource") {
+fn check_same_resource(requested: Option<&str>, granted: &str) -> Result<(), OAuthError> {
+    match requested {
         Some(requested) if requested != granted => Err(OAuthError::new(
             ErrorCode::InvalidTarget,
             format!(
@@ -125,6 +119,17 @@ fn check_same_resource(params: &Params, granted: &str) -> Result<(), OAuthError>
         )),
         _ => Ok(()),
     }
+}
+
+/// Returns the token request's `resource`, if any; a repeated one is `invalid_target`.
+fn requested_resource(params: &Params) -> Result<Option<String>, OAuthError> {
+    if params.is_repeated("resource") {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "only one resource per request is supported",
+        ));
+    }
+    Ok(params.get("resource").map(str::to_owned))
 }
 
 /// Returns a jti for a token of family `family_id`.

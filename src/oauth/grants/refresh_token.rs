@@ -3,7 +3,8 @@
 use serde_json::json;
 
 use super::{
-    GrantContext, TokenResponse, check_same_resource, family_jwt_id, require_grant, stored_target,
+    GrantContext, TokenResponse, check_same_resource, family_jwt_id, requested_resource,
+    require_grant, stored_target,
 };
 use crate::oauth::client::{Client, GRANT_REFRESH_TOKEN};
 use crate::oauth::params::Params;
@@ -22,7 +23,11 @@ pub async fn refresh(
     require_grant(client, GRANT_REFRESH_TOKEN)?;
     let presented = params.require("refresh_token")?;
     let requested_scope = params.get("scope").map(Scope::parse).transpose()?;
+    let requested_resource = requested_resource(params)?;
 
+    // The check runs in the batch that rotates the token, so it owns what it compares.
+    let client_id = client.id.clone();
+    let scope_to_check = requested_scope.clone();
     let successor = Bearer::generate();
     let outcome = context
         .store
@@ -32,13 +37,13 @@ pub async fn refresh(
             &successor.hash(),
             context.now + context.lifetimes.refresh_token,
             context.now,
-            |family| {
-                if family.client_id != client.id {
+            move |family| {
+                if family.client_id != client_id {
                     return Err(OAuthError::invalid_grant(
                         "the refresh token was issued to another client",
                     ));
                 }
-                if let Some(requested) = &requested_scope {
+                if let Some(requested) = &scope_to_check {
                     let granted = Scope::from_stored(&family.scope);
                     if !requested.is_subset(&granted) {
                         return Err(OAuthError::new(
@@ -50,7 +55,7 @@ pub async fn refresh(
                         ));
                     }
                 }
-                check_same_resource(params, &family.resource)
+                check_same_resource(requested_resource.as_deref(), &family.resource)
             },
         )
         .await?;
