@@ -15,6 +15,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::codes::CodeRecord;
 use super::refresh::FamilyRecord;
 use super::{Backend, StoreError};
 
@@ -57,30 +58,8 @@ pub(super) fn start_rotations(writer: AnyPool, backend: Backend) -> mpsc::Sender
 }
 
 async fn rotate_batch(writer: &AnyPool, backend: Backend, mut pending: Vec<RotationJob>) {
-    let mut replies = Vec::with_capacity(pending.len());
-    match apply(writer, backend, &mut pending).await {
-        Ok(outcomes) => {
-            for (job, outcome) in pending.into_iter().zip(outcomes) {
-                replies.push((job.reply, Ok(outcome)));
-            }
-        }
-        Err(error) => {
-            let unavailable = matches!(error, StoreError::Unavailable(_));
-            let message = error.to_string();
-            for job in pending {
-                replies.push((
-                    job.reply,
-                    Err(StoreError::Batch {
-                        unavailable,
-                        message: message.clone(),
-                    }),
-                ));
-            }
-        }
-    }
-    for (reply, outcome) in replies {
-        let _ = reply.send(outcome);
-    }
+    let result = apply(writer, backend, &mut pending).await;
+    reply_all(pending.into_iter().map(|job| job.reply), result);
 }
 
 /// Runs one batch; returns each job's outcome, in job order.
@@ -169,21 +148,7 @@ async fn apply(
         let mut statement = String::from(
             "INSERT INTO refresh_tokens (token_hash, family_id, tenant_id, client_id, scope, created_at, expires_at) VALUES ",
         );
-        for (row, _) in successors.iter().enumerate() {
-            let first = row * 7 + 1;
-            let separator = if row == 0 { "" } else { ", " };
-            let _ = write!(
-                statement,
-                "{separator}(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                first,
-                first + 1,
-                first + 2,
-                first + 3,
-                first + 4,
-                first + 5,
-                first + 6
-            );
-        }
+        values(&mut statement, 1, successors.len(), 7);
         let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
         for index in &successors {
             let job = &jobs[*index];
@@ -211,4 +176,217 @@ fn placeholders(statement: &mut String, first: usize, count: usize) {
         let separator = if offset == 0 { "" } else { ", " };
         let _ = write!(statement, "{separator}${}", first + offset);
     }
+}
+
+/// Appends `($a, $b, ...), (...)` for `rows` rows of `columns` parameters, numbered from
+/// `first`.
+fn values(statement: &mut String, first: usize, rows: usize, columns: usize) {
+    for row in 0..rows {
+        statement.push_str(if row == 0 { "(" } else { ", (" });
+        placeholders(statement, first + row * columns, columns);
+        statement.push(')');
+    }
+}
+
+/// A code redemption waiting for the batch writer.
+pub(super) struct RedemptionJob {
+    pub tenant_id: String,
+    pub code_hash: String,
+    pub refresh_hash: Option<String>,
+    pub refresh_expires_at: i64,
+    pub now: i64,
+    pub check: CodeCheck,
+    pub reply: oneshot::Sender<Result<RedemptionOutcome, StoreError>>,
+}
+
+/// A caller's check of a redeemed code's grant.
+pub type CodeCheck = Box<dyn FnOnce(&CodeRecord) -> Result<(), Rejection> + Send>;
+
+pub(super) enum RedemptionOutcome {
+    Issued {
+        code: CodeRecord,
+        family_id: String,
+    },
+    Rejected(Rejection),
+    /// The code was not redeemable in this tenant when the batch ran.
+    NotRedeemable,
+}
+
+/// Starts the batching task for code redemptions; it ends when every sender is dropped.
+pub(super) fn start_redemptions(writer: AnyPool, backend: Backend) -> mpsc::Sender<RedemptionJob> {
+    let (sender, mut receiver) = mpsc::channel::<RedemptionJob>(4096);
+    tokio::spawn(async move {
+        let mut jobs = Vec::with_capacity(MAX_BATCH);
+        while receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+            let mut batch = std::mem::take(&mut jobs);
+            let result = redeem(&writer, backend, &mut batch).await;
+            reply_all(batch.into_iter().map(|job| job.reply), result);
+        }
+    });
+    sender
+}
+
+/// Sends each job its outcome, or every job the batch's failure.
+fn reply_all<T>(
+    replies: impl Iterator<Item = oneshot::Sender<Result<T, StoreError>>>,
+    result: Result<Vec<T>, StoreError>,
+) {
+    match result {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(error) => {
+            let unavailable = error.is_unavailable();
+            let message = error.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Batch {
+                    unavailable,
+                    message: message.clone(),
+                }));
+            }
+        }
+    }
+}
+
+/// Redeems a batch of codes: one consuming `UPDATE`, then the families, first tokens and
+/// code-to-family links of the accepted ones, in one transaction. A rejected check leaves
+/// its code consumed, so a guessed verifier gets one try.
+async fn redeem(
+    writer: &AnyPool,
+    backend: Backend,
+    jobs: &mut [RedemptionJob],
+) -> Result<Vec<RedemptionOutcome>, StoreError> {
+    let now = jobs.iter().map(|job| job.now).max().unwrap_or_default();
+    let mut transaction = match backend {
+        Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => writer.begin().await?,
+    };
+    let mut statement = String::from(
+        "UPDATE authorization_codes SET used_at = $1 WHERE used_at IS NULL AND expires_at > $1 AND code_hash IN (",
+    );
+    placeholders(&mut statement, 2, jobs.len());
+    statement.push_str(
+        ") RETURNING code_hash, tenant_id, client_id, subject, redirect_uri, redirect_uri_sent, scope, resource, code_challenge",
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now);
+    for job in jobs.iter() {
+        query = query.bind(job.code_hash.clone());
+    }
+    let rows = query.fetch_all(&mut *transaction).await?;
+    let mut consumed: HashMap<String, AnyRow> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        consumed.insert(row.try_get("code_hash")?, row);
+    }
+
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut restore = Vec::new();
+    let mut accepted = Vec::new();
+    for (index, job) in jobs.iter_mut().enumerate() {
+        let Some(row) = consumed.remove(&job.code_hash) else {
+            outcomes.push(RedemptionOutcome::NotRedeemable);
+            continue;
+        };
+        let tenant_id: String = row.try_get("tenant_id")?;
+        if tenant_id != job.tenant_id {
+            // A code presented at another tenant is worthless there and stays unused.
+            restore.push(job.code_hash.clone());
+            outcomes.push(RedemptionOutcome::NotRedeemable);
+            continue;
+        }
+        let code = CodeRecord {
+            client_id: row.try_get("client_id")?,
+            subject: row.try_get("subject")?,
+            redirect_uri: row.try_get("redirect_uri")?,
+            redirect_uri_sent: row.try_get::<i64, _>("redirect_uri_sent")? != 0,
+            scope: row.try_get("scope")?,
+            resource: row.try_get("resource")?,
+            code_challenge: row.try_get("code_challenge")?,
+        };
+        let check = std::mem::replace(&mut job.check, Box::new(|_| Ok(())));
+        match check(&code) {
+            Ok(()) => {
+                let family_id = uuid::Uuid::new_v4().to_string();
+                accepted.push((index, family_id.clone(), code.clone()));
+                outcomes.push(RedemptionOutcome::Issued { code, family_id });
+            }
+            Err(rejection) => outcomes.push(RedemptionOutcome::Rejected(rejection)),
+        }
+    }
+
+    if !restore.is_empty() {
+        let mut statement =
+            String::from("UPDATE authorization_codes SET used_at = NULL WHERE code_hash IN (");
+        placeholders(&mut statement, 1, restore.len());
+        statement.push(')');
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+        for hash in restore {
+            query = query.bind(hash);
+        }
+        query.execute(&mut *transaction).await?;
+    }
+    if !accepted.is_empty() {
+        let mut statement = String::from(
+            "INSERT INTO refresh_token_families (id, tenant_id, client_id, subject, scope, resource, created_at) VALUES ",
+        );
+        values(&mut statement, 1, accepted.len(), 7);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+        for (index, family_id, code) in &accepted {
+            query = query
+                .bind(family_id.clone())
+                .bind(jobs[*index].tenant_id.clone())
+                .bind(code.client_id.clone())
+                .bind(code.subject.clone())
+                .bind(code.scope.clone())
+                .bind(code.resource.clone())
+                .bind(now);
+        }
+        query.execute(&mut *transaction).await?;
+
+        let with_tokens: Vec<&(usize, String, CodeRecord)> = accepted
+            .iter()
+            .filter(|(index, _, _)| jobs[*index].refresh_hash.is_some())
+            .collect();
+        if !with_tokens.is_empty() {
+            let mut statement = String::from(
+                "INSERT INTO refresh_tokens (token_hash, family_id, tenant_id, client_id, scope, created_at, expires_at) VALUES ",
+            );
+            values(&mut statement, 1, with_tokens.len(), 7);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+            for (index, family_id, code) in &with_tokens {
+                let job = &jobs[*index];
+                query = query
+                    .bind(job.refresh_hash.clone())
+                    .bind(family_id.clone())
+                    .bind(job.tenant_id.clone())
+                    .bind(code.client_id.clone())
+                    .bind(code.scope.clone())
+                    .bind(now)
+                    .bind(job.refresh_expires_at);
+            }
+            query.execute(&mut *transaction).await?;
+        }
+
+        let mut statement =
+            String::from("UPDATE authorization_codes SET family_id = CASE code_hash");
+        for row in 0..accepted.len() {
+            let _ = write!(statement, " WHEN ${} THEN ${}", row * 2 + 1, row * 2 + 2);
+        }
+        statement.push_str(" END WHERE code_hash IN (");
+        placeholders(&mut statement, accepted.len() * 2 + 1, accepted.len());
+        statement.push(')');
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+        for (index, family_id, _) in &accepted {
+            query = query
+                .bind(jobs[*index].code_hash.clone())
+                .bind(family_id.clone());
+        }
+        for (index, _, _) in &accepted {
+            query = query.bind(jobs[*index].code_hash.clone());
+        }
+        query.execute(&mut *transaction).await?;
+    }
+    transaction.commit().await?;
+    Ok(outcomes)
 }

@@ -1,6 +1,6 @@
 use sqlx::Row;
 
-use super::refresh::{NewFamily, insert_family};
+use super::batch::{RedemptionJob, RedemptionOutcome, Rejection};
 use super::{Store, StoreError};
 
 #[derive(Clone, Debug)]
@@ -72,70 +72,54 @@ impl Store {
     }
 
     /// Redeems a code and, when `check` accepts its grant, starts a refresh-token family with
-    /// a first token whose digest is `refresh_hash` (if any), all in one transaction.
+    /// a first token whose digest is `refresh_hash` (if any), all in one transaction that
+    /// concurrent redemptions share (see `batch`).
     ///
     /// The consuming statement alone decides which caller wins. Because of `used_at IS NULL`
     /// in its `WHERE` clause, concurrent redemptions on one instance or several sharing the
     /// database change the row once, so exactly one caller gets the grant back.
     /// A rejected check still consumes the code, so a guessed verifier gets one try.
-    pub async fn redeem_code<E>(
+    pub async fn redeem_code<E: Send + 'static>(
         &self,
         tenant_id: &str,
         code_hash: &str,
         refresh_hash: Option<&str>,
         refresh_expires_at: i64,
         now: i64,
-        check: impl FnOnce(&CodeRecord) -> Result<(), E>,
+        check: impl FnOnce(&CodeRecord) -> Result<(), E> + Send + 'static,
     ) -> Result<RedeemedCode<E>, StoreError> {
-        let mut transaction = self.begin_write().await?;
-        let row = sqlx::query(
-            "UPDATE authorization_codes SET used_at = $1 \
-             WHERE code_hash = $2 AND tenant_id = $3 AND used_at IS NULL AND expires_at > $1 \
-             RETURNING client_id, subject, redirect_uri, redirect_uri_sent, scope, resource, code_challenge",
-        )
-        .bind(now)
-        .bind(code_hash)
-        .bind(tenant_id)
-        .fetch_optional(&mut *transaction)
-        .await?;
-        let Some(row) = row else {
-            transaction.rollback().await?;
-            return self
-                .handle_unredeemable_code(tenant_id, code_hash, now)
-                .await;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = RedemptionJob {
+            tenant_id: tenant_id.to_owned(),
+            code_hash: code_hash.to_owned(),
+            refresh_hash: refresh_hash.map(str::to_owned),
+            refresh_expires_at,
+            now,
+            check: Box::new(move |code| {
+                check(code).map_err(|rejection| Box::new(rejection) as Rejection)
+            }),
+            reply,
         };
-        let code = CodeRecord {
-            client_id: row.try_get("client_id")?,
-            subject: row.try_get("subject")?,
-            redirect_uri: row.try_get("redirect_uri")?,
-            redirect_uri_sent: row.try_get::<i64, _>("redirect_uri_sent")? != 0,
-            scope: row.try_get("scope")?,
-            resource: row.try_get("resource")?,
-            code_challenge: row.try_get("code_challenge")?,
+        let stopped = || StoreError::Batch {
+            unavailable: true,
+            message: "the redemption queue has stopped".into(),
         };
-        if let Err(rejection) = check(&code) {
-            transaction.commit().await?;
-            return Ok(RedeemedCode::Rejected(rejection));
+        self.redemptions.send(job).await.map_err(|_| stopped())?;
+        match answer.await.map_err(|_| stopped())?? {
+            RedemptionOutcome::Issued { code, family_id } => {
+                Ok(RedeemedCode::Issued { code, family_id })
+            }
+            RedemptionOutcome::Rejected(rejection) => match rejection.downcast::<E>() {
+                Ok(rejection) => Ok(RedeemedCode::Rejected(*rejection)),
+                Err(_) => Err(StoreError::Corrupt(
+                    "a redemption check returned an unexpected type".into(),
+                )),
+            },
+            RedemptionOutcome::NotRedeemable => {
+                self.handle_unredeemable_code(tenant_id, code_hash, now)
+                    .await
+            }
         }
-
-        let family_id = uuid::Uuid::new_v4().to_string();
-        let family = NewFamily {
-            id: &family_id,
-            client_id: &code.client_id,
-            subject: &code.subject,
-            scope: &code.scope,
-            resource: &code.resource,
-            first_token_hash: refresh_hash,
-            token_expires_at: refresh_expires_at,
-        };
-        insert_family(&mut transaction, tenant_id, &family, now).await?;
-        sqlx::query("UPDATE authorization_codes SET family_id = $1 WHERE code_hash = $2")
-            .bind(&family_id)
-            .bind(code_hash)
-            .execute(&mut *transaction)
-            .await?;
-        transaction.commit().await?;
-        Ok(RedeemedCode::Issued { code, family_id })
     }
 
     /// Tells a reused code from an unknown or expired one, and revokes the family a reused

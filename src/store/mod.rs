@@ -25,7 +25,7 @@ use crate::config::{DatabaseSettings, SqliteSynchronous};
 pub use clients::{ClientRecord, NewClient};
 pub use codes::{CodeRecord, NewCode, RedeemedCode};
 pub use keys::{KeyLifecycle, SigningKeyRecord};
-pub use refresh::{FamilyRecord, NewFamily, RotatedToken};
+pub use refresh::{FamilyRecord, RotatedToken};
 pub use resources::ResourceRecord;
 pub use sessions::{AuthorizationRequestRecord, NewAuthorizationRequest, SessionRecord};
 pub use users::UserRecord;
@@ -139,6 +139,7 @@ pub struct Store {
     writer: AnyPool,
     backend: Backend,
     rotations: tokio::sync::mpsc::Sender<batch::RotationJob>,
+    redemptions: tokio::sync::mpsc::Sender<batch::RedemptionJob>,
 }
 
 impl Store {
@@ -159,6 +160,7 @@ impl Store {
                     .await?;
                 Ok(Self {
                     rotations: batch::start_rotations(writer.clone(), backend),
+                    redemptions: batch::start_redemptions(writer.clone(), backend),
                     pool,
                     writer,
                     backend,
@@ -172,6 +174,7 @@ impl Store {
                     .await?;
                 Ok(Self {
                     rotations: batch::start_rotations(pool.clone(), backend),
+                    redemptions: batch::start_redemptions(pool.clone(), backend),
                     writer: pool.clone(),
                     pool,
                     backend,

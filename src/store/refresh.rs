@@ -1,20 +1,8 @@
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
 use super::batch::{Rejection, RotationJob, RotationOutcome};
 use super::{Store, StoreError};
-
-/// A new refresh-token family, with its first token unless the client may not refresh.
-#[derive(Clone, Debug)]
-pub struct NewFamily<'a> {
-    pub id: &'a str,
-    pub client_id: &'a str,
-    pub subject: &'a str,
-    pub scope: &'a str,
-    pub resource: &'a str,
-    pub first_token_hash: Option<&'a str>,
-    pub token_expires_at: i64,
-}
 
 /// A refresh token with the grant of its family.
 #[derive(Clone, Debug)]
@@ -40,68 +28,6 @@ pub enum RotatedToken<E> {
     Reused { family_id: String },
     /// No live token with this digest exists in this tenant.
     Unknown,
-}
-
-pub(super) async fn insert_family(
-    transaction: &mut Transaction<'static, Any>,
-    tenant_id: &str,
-    family: &NewFamily<'_>,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO refresh_token_families (id, tenant_id, client_id, subject, scope, resource, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(family.id)
-    .bind(tenant_id)
-    .bind(family.client_id)
-    .bind(family.subject)
-    .bind(family.scope)
-    .bind(family.resource)
-    .bind(now)
-    .execute(&mut **transaction)
-    .await?;
-    let Some(token_hash) = family.first_token_hash else {
-        return Ok(());
-    };
-    insert_token(
-        transaction,
-        tenant_id,
-        family.id,
-        family.client_id,
-        family.scope,
-        token_hash,
-        family.token_expires_at,
-        now,
-    )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert_token(
-    transaction: &mut Transaction<'static, Any>,
-    tenant_id: &str,
-    family_id: &str,
-    client_id: &str,
-    scope: &str,
-    token_hash: &str,
-    expires_at: i64,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, family_id, tenant_id, client_id, scope, \
-         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(token_hash)
-    .bind(family_id)
-    .bind(tenant_id)
-    .bind(client_id)
-    .bind(scope)
-    .bind(now)
-    .bind(expires_at)
-    .execute(&mut **transaction)
-    .await?;
-    Ok(())
 }
 
 fn family_from_row(row: &AnyRow, active: bool) -> Result<FamilyRecord, StoreError> {

@@ -29,8 +29,10 @@ pub async fn exchange_code(
         )
     })?;
     let verifier = CodeVerifier::parse(verifier)?;
-    let redirect_uri = params.get("redirect_uri");
+    let redirect_uri = params.get("redirect_uri").map(str::to_owned);
     let resource = requested_resource(params)?;
+    // The check runs in the batch that redeems the code, so it owns what it compares.
+    let client_id = client.id.clone();
 
     let refresh_token = client
         .allows_grant(GRANT_REFRESH_TOKEN)
@@ -44,8 +46,8 @@ pub async fn exchange_code(
             refresh_hash.as_deref(),
             context.now + context.lifetimes.refresh_token,
             context.now,
-            |granted| {
-                if granted.client_id != client.id {
+            move |granted| {
+                if granted.client_id != client_id {
                     return Err(OAuthError::invalid_grant(
                         "the code was issued to another client",
                     ));
