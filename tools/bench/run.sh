@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds Portcullis and the harness in release mode, then runs every server and scenario.
 # Options after the script name go to the harness; see `tools/bench/run.sh --help`.
-# PostgreSQL runs need PORTCULLIS_TEST_POSTGRES_URL; oidc-provider needs PEERS_DIR set up by
-# ../shared/peers/setup.sh (the script runs it when the peers are missing).
+# PostgreSQL runs need PORTCULLIS_TEST_POSTGRES_URL. oidc-provider comes from the peers set-up
+# beside the repository, installed into PEERS_DIR; the script installs it when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

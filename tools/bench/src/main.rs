@@ -92,7 +92,7 @@ fn parse_options() -> Result<Options, String> {
                      servers: portcullis-sqlite, portcullis-sqlite-full, portcullis-postgres, oidc-provider\n\
                      scenarios: {}\n\
                      PostgreSQL runs need PORTCULLIS_TEST_POSTGRES_URL; oidc-provider needs the peers set up\n\
-                     under PEERS_DIR (default /tmp/anchors/peers) by ../shared/peers/setup.sh.",
+                     under PEERS_DIR (default /tmp/anchors/peers) by the peers' setup script.",
                     ALL_SCENARIOS.join(", ")
                 );
                 std::process::exit(0);
@@ -610,6 +610,22 @@ fn report(
     );
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
     for measurement in measurements {
+        if measurement.outcome.succeeded == 0 {
+            let _ = writeln!(
+                out,
+                "| {} | {} | n/a | n/a | n/a | n/a | {} (first: {}) |",
+                measurement.scenario,
+                measurement.server,
+                measurement.outcome.failed,
+                measurement
+                    .outcome
+                    .first_failure
+                    .as_deref()
+                    .unwrap_or("none")
+                    .replace('|', "/")
+            );
+            continue;
+        }
         let _ = writeln!(
             out,
             "| {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} |",
@@ -626,10 +642,13 @@ fn report(
     for (server, mebibytes) in memory {
         let _ = writeln!(out, "| {server} | {mebibytes:.1} |");
     }
+    // Runs without a single success have no ratio.
     let find = |server: &str, scenario: &str| {
-        measurements
-            .iter()
-            .find(|measurement| measurement.server == server && measurement.scenario == scenario)
+        measurements.iter().find(|measurement| {
+            measurement.server == server
+                && measurement.scenario == scenario
+                && measurement.outcome.succeeded > 0
+        })
     };
     let targets = [
         ("client_credentials", "portcullis-sqlite", 8.0),
