@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codes::CodeRecord;
@@ -69,32 +69,23 @@ async fn apply(
     jobs: &mut [RotationJob],
 ) -> Result<Vec<RotationOutcome>, StoreError> {
     let now = jobs.iter().map(|job| job.now).max().unwrap_or_default();
-    let mut transaction = match backend {
-        Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => writer.begin().await?,
-    };
-
-    let mut statement = String::from(
+    let mut transaction = begin(writer, backend).await?;
+    let mut consumed = consume(
+        &mut transaction,
         "UPDATE refresh_tokens SET rotated_at = $1 WHERE rotated_at IS NULL AND expires_at > $1 \
          AND family_id IN (SELECT id FROM refresh_token_families WHERE revoked_at IS NULL) \
          AND token_hash IN (",
-    );
-    placeholders(&mut statement, 2, jobs.len());
-    statement.push_str(
         ") RETURNING token_hash, tenant_id, family_id, client_id, scope, expires_at, \
          (SELECT subject FROM refresh_token_families f WHERE f.id = family_id) AS subject, \
          (SELECT resource FROM refresh_token_families f WHERE f.id = family_id) AS resource",
-    );
-    // The statement text holds only placeholders; every value is bound.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now);
-    for job in jobs.iter() {
-        query = query.bind(job.token_hash.clone());
-    }
-    let rows = query.fetch_all(&mut *transaction).await?;
-    let mut consumed: HashMap<String, AnyRow> = HashMap::with_capacity(rows.len());
-    for row in rows {
-        consumed.insert(row.try_get("token_hash")?, row);
-    }
+        now,
+        jobs.iter()
+            .map(|job| job.token_hash.clone())
+            .collect::<Vec<_>>()
+            .into_iter(),
+        "token_hash",
+    )
+    .await?;
 
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut restore = Vec::new();
@@ -133,17 +124,12 @@ async fn apply(
         }
     }
 
-    if !restore.is_empty() {
-        let mut statement =
-            String::from("UPDATE refresh_tokens SET rotated_at = NULL WHERE token_hash IN (");
-        placeholders(&mut statement, 1, restore.len());
-        statement.push(')');
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-        for hash in restore {
-            query = query.bind(hash);
-        }
-        query.execute(&mut *transaction).await?;
-    }
+    restore_rows(
+        &mut transaction,
+        "UPDATE refresh_tokens SET rotated_at = NULL WHERE token_hash IN (",
+        restore,
+    )
+    .await?;
     if !successors.is_empty() {
         let mut statement = String::from(
             "INSERT INTO refresh_tokens (token_hash, family_id, tenant_id, client_id, scope, created_at, expires_at) VALUES ",
@@ -168,6 +154,64 @@ async fn apply(
     }
     transaction.commit().await?;
     Ok(outcomes)
+}
+
+/// Starts a batch's write transaction, taking SQLite's write lock up front.
+async fn begin(
+    writer: &AnyPool,
+    backend: Backend,
+) -> Result<Transaction<'static, sqlx::Any>, StoreError> {
+    Ok(match backend {
+        Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => writer.begin().await?,
+    })
+}
+
+/// Runs a consuming statement `prefix` `$2, $3, ...` `suffix` with `$1` bound to `now` and the
+/// keys after it; returns the changed rows by their `key_column`.
+async fn consume(
+    transaction: &mut Transaction<'static, sqlx::Any>,
+    prefix: &str,
+    suffix: &str,
+    now: i64,
+    keys: impl ExactSizeIterator<Item = String>,
+    key_column: &str,
+) -> Result<HashMap<String, AnyRow>, StoreError> {
+    let mut statement = String::from(prefix);
+    placeholders(&mut statement, 2, keys.len());
+    statement.push_str(suffix);
+    // The statement text holds only placeholders; every value is bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now);
+    for key in keys {
+        query = query.bind(key);
+    }
+    let rows = query.fetch_all(&mut **transaction).await?;
+    let mut consumed = HashMap::with_capacity(rows.len());
+    for row in rows {
+        consumed.insert(row.try_get(key_column)?, row);
+    }
+    Ok(consumed)
+}
+
+/// Runs `prefix` `$1, $2, ...` `)` for `keys`, unless there are none: the statement that puts
+/// back rows a batch consumed but must not keep.
+async fn restore_rows(
+    transaction: &mut Transaction<'static, sqlx::Any>,
+    prefix: &str,
+    keys: Vec<String>,
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut statement = String::from(prefix);
+    placeholders(&mut statement, 1, keys.len());
+    statement.push(')');
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+    for key in keys {
+        query = query.bind(key);
+    }
+    query.execute(&mut **transaction).await?;
+    Ok(())
 }
 
 /// Appends `$first, $first+1, ...` for `count` parameters.
@@ -259,26 +303,16 @@ async fn redeem(
     jobs: &mut [RedemptionJob],
 ) -> Result<Vec<RedemptionOutcome>, StoreError> {
     let now = jobs.iter().map(|job| job.now).max().unwrap_or_default();
-    let mut transaction = match backend {
-        Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => writer.begin().await?,
-    };
-    let mut statement = String::from(
+    let mut transaction = begin(writer, backend).await?;
+    let mut consumed = consume(
+        &mut transaction,
         "UPDATE authorization_codes SET used_at = $1 WHERE used_at IS NULL AND expires_at > $1 AND code_hash IN (",
-    );
-    placeholders(&mut statement, 2, jobs.len());
-    statement.push_str(
         ") RETURNING code_hash, tenant_id, client_id, subject, redirect_uri, redirect_uri_sent, scope, resource, code_challenge",
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now);
-    for job in jobs.iter() {
-        query = query.bind(job.code_hash.clone());
-    }
-    let rows = query.fetch_all(&mut *transaction).await?;
-    let mut consumed: HashMap<String, AnyRow> = HashMap::with_capacity(rows.len());
-    for row in rows {
-        consumed.insert(row.try_get("code_hash")?, row);
-    }
+        now,
+        jobs.iter().map(|job| job.code_hash.clone()).collect::<Vec<_>>().into_iter(),
+        "code_hash",
+    )
+    .await?;
 
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut restore = Vec::new();
@@ -315,17 +349,12 @@ async fn redeem(
         }
     }
 
-    if !restore.is_empty() {
-        let mut statement =
-            String::from("UPDATE authorization_codes SET used_at = NULL WHERE code_hash IN (");
-        placeholders(&mut statement, 1, restore.len());
-        statement.push(')');
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-        for hash in restore {
-            query = query.bind(hash);
-        }
-        query.execute(&mut *transaction).await?;
-    }
+    restore_rows(
+        &mut transaction,
+        "UPDATE authorization_codes SET used_at = NULL WHERE code_hash IN (",
+        restore,
+    )
+    .await?;
     if !accepted.is_empty() {
         let mut statement = String::from(
             "INSERT INTO refresh_token_families (id, tenant_id, client_id, subject, scope, resource, created_at) VALUES ",

@@ -73,6 +73,18 @@ async fn start_browser() -> (Driver, Client) {
     panic!("chromedriver at {url} did not accept a session");
 }
 
+/// Waits until the browser has been sent to the client's callback; returns that URL.
+async fn wait_for_callback(browser: &Client) -> String {
+    for _ in 0..50 {
+        let current = browser.current_url().await.unwrap().to_string();
+        if current.starts_with("http://127.0.0.1:9/callback") {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the browser never reached the callback");
+}
+
 fn authorize_url(app: &TestApp, client: &TestClient, challenge: &str) -> String {
     let query = serde_urlencoded::to_string([
         ("response_type", "code"),
@@ -173,14 +185,7 @@ async fn browser_logs_in_and_approves() {
         .click()
         .await
         .unwrap();
-    let mut callback = String::new();
-    for _ in 0..50 {
-        callback = browser.current_url().await.unwrap().to_string();
-        if callback.starts_with("http://127.0.0.1:9/callback") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let callback = wait_for_callback(&browser).await;
     let params = query_params(&callback);
     assert_eq!(
         params.get("state").map(String::as_str),
@@ -223,14 +228,7 @@ async fn browser_denial_reaches_client() {
         .click()
         .await
         .unwrap();
-    let mut callback = String::new();
-    for _ in 0..50 {
-        callback = browser.current_url().await.unwrap().to_string();
-        if callback.starts_with("http://127.0.0.1:9/callback") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let callback = wait_for_callback(&browser).await;
     let params = query_params(&callback);
     assert_eq!(
         params.get("error").map(String::as_str),

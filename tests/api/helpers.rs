@@ -653,16 +653,7 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(app: &TestApp, tenant: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(redirect::Policy::none())
-            .cookie_store(true)
-            .build()
-            .unwrap();
-        Self {
-            http,
-            address: app.address.clone(),
-            tenant: tenant.to_owned(),
-        }
+        Self::with_address(&app.address, tenant)
     }
 
     /// A browser for the server at `address`, such as one started as a separate process.
