@@ -372,9 +372,12 @@ async fn run_admin(store: &Store, settings: &Settings, command: Command) -> Resu
                         ])
                         .await?;
                     println!(
-                        "Created upcoming key {} ({}); it is published now and becomes current after {}",
+                        "Created upcoming key {} ({}); it is published now and a running server makes it current \
+                         once it has been published for PORTCULLIS_KEY_PUBLISH_LEAD_SECS ({} s in this environment, \
+                         so not before {})",
                         key.kid,
                         key.algorithm,
+                        settings.key_timing.publish_lead,
                         format_time(now + settings.key_timing.publish_lead)
                     );
                 }
