@@ -1,11 +1,13 @@
-//! Group commit for refresh-token rotation: concurrent rotations wait in a queue, and one
-//! task applies every waiting rotation in a single transaction with one consuming `UPDATE`,
-//! one `INSERT` of the successors and one commit. Under load this turns several round trips
-//! and a commit (a WAL sync with `synchronous=FULL`) per rotation into a few per batch.
+//! Group commit for refresh-token rotation and code redemption: concurrent requests wait in
+//! a queue, and one task applies every waiting request in a single transaction, with one
+//! consuming `UPDATE`, multi-row `INSERT`s and one commit. Under load this turns several
+//! round trips and a commit (a WAL sync with `synchronous=FULL`) per grant into a few per
+//! batch.
 //!
-//! The single-use guarantee is unchanged: the consuming statement still only changes rows
-//! with `rotated_at IS NULL`, so a token changes at most once whatever the batch holds, and
-//! when one batch holds the same token twice only the first job gets the row.
+//! The single-use guarantees are unchanged: the consuming statements still only change rows
+//! with `rotated_at IS NULL` or `used_at IS NULL`, so a token or code changes at most once
+//! whatever the batch holds, and when one batch holds the same one twice only the first job
+//! gets the row.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -24,8 +26,10 @@ const MAX_BATCH: usize = 64;
 
 /// A check's rejection, typed by the caller and carried through the queue.
 pub type Rejection = Box<dyn Any + Send>;
-/// A caller's check of a live token's grant.
-pub type Check = Box<dyn FnOnce(&FamilyRecord) -> Result<(), Rejection> + Send>;
+/// A caller's check of the grant a consumed token or code carries.
+pub type GrantCheck<R> = Box<dyn FnOnce(&R) -> Result<(), Rejection> + Send>;
+/// A caller's check of a live refresh token's grant.
+pub type Check = GrantCheck<FamilyRecord>;
 
 pub(super) struct RotationJob {
     pub tenant_id: String,
@@ -111,7 +115,7 @@ async fn apply(
             active: true,
         };
         let check = std::mem::replace(&mut job.check, Box::new(|_| Ok(())));
-        match check(&family) {
+        match run_check(check, &family)? {
             Ok(()) => {
                 successors.push(index);
                 outcomes.push(RotationOutcome::Rotated(family));
@@ -154,6 +158,13 @@ async fn apply(
     }
     transaction.commit().await?;
     Ok(outcomes)
+}
+
+/// Runs a caller's check. A panic in one check fails its batch instead of the task that
+/// serves every later batch.
+fn run_check<R>(check: GrantCheck<R>, record: &R) -> Result<Result<(), Rejection>, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(record)))
+        .map_err(|_| StoreError::Corrupt("a grant check panicked".into()))
 }
 
 /// Starts a batch's write transaction, taking SQLite's write lock up front.
@@ -244,7 +255,7 @@ pub(super) struct RedemptionJob {
 }
 
 /// A caller's check of a redeemed code's grant.
-pub type CodeCheck = Box<dyn FnOnce(&CodeRecord) -> Result<(), Rejection> + Send>;
+pub type CodeCheck = GrantCheck<CodeRecord>;
 
 pub(super) enum RedemptionOutcome {
     Issued {
@@ -339,7 +350,7 @@ async fn redeem(
             code_challenge: row.try_get("code_challenge")?,
         };
         let check = std::mem::replace(&mut job.check, Box::new(|_| Ok(())));
-        match check(&code) {
+        match run_check(check, &code)? {
             Ok(()) => {
                 let family_id = uuid::Uuid::new_v4().to_string();
                 accepted.push((index, family_id.clone(), code.clone()));
