@@ -10,8 +10,8 @@ use super::OAuthError;
 /// Most parameters one request may carry; real requests send fewer than twenty.
 const MAX_PARAMETERS: usize = 64;
 
-/// Parsed parameters, with the name of the first repeated one kept aside so that each
-/// endpoint decides when to report it.
+/// Parsed parameters, with the names of repeated ones kept aside so that each endpoint
+/// decides when to report them.
 #[derive(Debug, Default)]
 pub struct Params {
     values: HashMap<String, String>,

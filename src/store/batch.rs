@@ -6,8 +6,8 @@
 //!
 //! The single-use guarantees are unchanged: the consuming statements still only change rows
 //! with `rotated_at IS NULL` or `used_at IS NULL`, so a token or code changes at most once
-//! whatever the batch holds, and when one batch holds the same one twice only the first job
-//! gets the row.
+//! whatever the batch contains, and when one batch contains the same one twice only the first
+//! job gets the row.
 
 use std::any::Any;
 use std::collections::HashMap;
