@@ -38,6 +38,8 @@ pub struct Application {
     server: Server,
     store: Store,
     audit_writer: tokio::task::JoinHandle<()>,
+    /// A handle on the audit queue, to write the last summaries when the server stops.
+    audit: AuditLog,
     /// Timers for key rotation and purging, stopped with the server.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -72,6 +74,7 @@ impl Application {
         let workers = settings.workers;
         let settings = Arc::new(settings);
         let (audit, audit_writer) = AuditLog::start(store.clone());
+        let audit_handle = audit.clone();
         let rotation = Rotation::new(
             store.clone(),
             Arc::clone(&master_keys),
@@ -121,6 +124,7 @@ impl Application {
             server,
             store,
             audit_writer,
+            audit: audit_handle,
             background: vec![rotation_task, purge_task],
         })
     }
@@ -141,6 +145,8 @@ impl Application {
     /// audit events to be written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        self.audit.flush_summaries();
+        drop(self.audit);
         for task in &self.background {
             task.abort();
         }

@@ -162,3 +162,73 @@ async fn audit_records_security_events(app: TestApp) {
     assert_eq!(keys[0][1].as_deref(), Some("current"));
 }
 db_test!(audit_records_security_events);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_issuance_is_summarized() {
+    let workspace = crate::process::Workspace::new();
+    workspace.run_ok(&["tenant", "create", "acme"], "");
+    workspace.run_ok(
+        &[
+            "resource",
+            "add",
+            "--tenant",
+            "acme",
+            RS1,
+            "--scopes",
+            "mcp:tools",
+        ],
+        "",
+    );
+    let added = workspace.run_ok(
+        &[
+            "client",
+            "add",
+            "--tenant",
+            "acme",
+            "--grant-type",
+            "client_credentials",
+        ],
+        "",
+    );
+    let field = |name: &str| {
+        added
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .unwrap()
+            .to_owned()
+    };
+    let (client_id, secret) = (field("client_id"), field("client_secret"));
+    let server = workspace.serve(&[]).await;
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let response = http
+            .post(format!("{}/t/acme/token", server.address))
+            .header("Authorization", basic(&client_id, &secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert!(
+        server.terminate(),
+        "the server did not exit cleanly on SIGTERM"
+    );
+
+    // The summary of the last period is written when the server stops.
+    let pool = sqlx::SqlitePool::connect(&workspace.database_url)
+        .await
+        .unwrap();
+    let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT event, client_id, detail FROM audit_events WHERE event = 'token_issued'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1, "expected one summary row: {rows:?}");
+    assert_eq!(rows[0].1.as_deref(), Some(client_id.as_str()));
+    let detail: serde_json::Value = serde_json::from_str(&rows[0].2).unwrap();
+    assert_eq!(detail["grant_type"], "client_credentials");
+    assert_eq!(detail["count"], 3);
+    assert_eq!(detail["resource"], RS1);
+}

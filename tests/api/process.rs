@@ -161,6 +161,16 @@ impl Server {
         );
     }
 
+    /// Stops the server with SIGTERM, as a service manager does, and waits for it to exit;
+    /// returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().is_ok_and(|status| status.success())
+    }
+
     /// Stops the server and returns what it wrote to standard output and standard error.
     pub fn stop(mut self) -> (String, String) {
         let _ = self.child.kill();

@@ -1,8 +1,6 @@
 //! The client credentials grant (RFC 6749 §4.4), for confidential clients acting on their
 //! own behalf. No refresh token is issued (RFC 6749 §4.4.3).
 
-use serde_json::json;
-
 use super::{GrantContext, TokenResponse, require_grant};
 use crate::oauth::OAuthError;
 use crate::oauth::client::{Client, GRANT_CLIENT_CREDENTIALS};
@@ -21,11 +19,11 @@ pub fn issue_client_credentials(
         &context.tenant.resources,
     )?;
     let scope = grant_scope(params.get("scope"), client, &target)?;
-    context.audit(
-        "token_issued",
-        client,
-        Some(&client.id),
-        json!({"grant_type": "client_credentials", "resource": target.uri, "scope": scope.to_string()}),
+    context.audit.count_client_credentials(
+        &context.tenant.id,
+        &client.id,
+        &target.uri,
+        &scope.to_string(),
     );
     context.respond(
         &client.id,
