@@ -87,7 +87,7 @@ pub fn validate_username(username: &str) -> Result<(), AdminError> {
     }
 }
 
-/// Longest password accepted: the login form's body is limited to 64 KiB, and no person
+/// Maximum password length: the login form's body is limited to 64 KiB, and no person
 /// types more.
 const MAX_PASSWORD_LENGTH: usize = 1024;
 
@@ -195,9 +195,7 @@ pub async fn add_client(
     body: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(ClientMetadata, IssuedCredentials), AdminError> {
     let resources = store.list_resources(tenant_id).await?;
-    let scopes = resources.iter().fold(Scope::default(), |all, resource| {
-        all.union(&Scope::from_stored(&resource.scopes))
-    });
+    let scopes = crate::tenant::scopes_of(&resources);
     let metadata = registration::validate_metadata(body, &scopes)?;
     let credentials =
         registration::register_client(store, tenant_id, &metadata, "admin", false, clock::now())

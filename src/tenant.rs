@@ -57,6 +57,13 @@ pub struct Tenant {
     loaded_at: Instant,
 }
 
+/// Returns every scope of every resource.
+pub fn scopes_of(resources: &[ResourceRecord]) -> Scope {
+    resources.iter().fold(Scope::default(), |all, resource| {
+        all.union(&Scope::from_stored(&resource.scopes))
+    })
+}
+
 /// How long a loaded tenant is used before it is read from the store again, so that
 /// resources added by the admin commands take effect without a restart.
 const CACHE_TTL: Duration = Duration::from_secs(5);
@@ -91,9 +98,7 @@ impl TenantDirectory {
             return Ok(None);
         };
         let resources = self.store.list_resources(&id).await?;
-        let scopes = resources.iter().fold(Scope::default(), |all, resource| {
-            all.union(&Scope::from_stored(&resource.scopes))
-        });
+        let scopes = scopes_of(&resources);
         let tenant = Arc::new(Tenant {
             id,
             slug: slug.clone(),

@@ -1,6 +1,8 @@
 //! `GET {issuer}/authorize`: checks the request, then shows the login page, the consent
 //! page, or (with a logged-in session and remembered consent) redirects with a code.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -73,7 +75,7 @@ async fn client_for(
     state: &AppState,
     tenant: &Tenant,
     params: &Params,
-) -> Result<Client, HttpResponse> {
+) -> Result<Arc<Client>, HttpResponse> {
     if params.is_repeated("client_id") {
         return Err(pages::error_page(
             StatusCode::BAD_REQUEST,
@@ -88,19 +90,18 @@ async fn client_for(
             "The client_id parameter is missing.",
         ));
     };
-    let record = state
-        .store
-        .client_by_id(&tenant.id, client_id)
+    let client = state
+        .clients
+        .find(&tenant.id, client_id)
         .await
         .map_err(|error| failure_page(&error.into()))?;
-    let Some(record) = record else {
-        return Err(pages::error_page(
+    client.ok_or_else(|| {
+        pages::error_page(
             StatusCode::BAD_REQUEST,
             "Unknown client",
             "No client with this client_id is registered at this issuer.",
-        ));
-    };
-    Client::from_record(record).map_err(|error| failure_page(&error.into()))
+        )
+    })
 }
 
 async fn continue_flow(
@@ -332,7 +333,7 @@ pub async fn pending_request(
     request: &HttpRequest,
     params: &Params,
     now: i64,
-) -> Result<(AuthorizationRequestRecord, BrowserSession, Client), HttpResponse> {
+) -> Result<(AuthorizationRequestRecord, BrowserSession, Arc<Client>), HttpResponse> {
     let forbidden = || {
         pages::error_page(
             StatusCode::FORBIDDEN,
@@ -375,14 +376,10 @@ pub async fn pending_request(
     if !bound {
         return Err(forbidden());
     }
-    let record = state
-        .store
-        .client_by_id(&tenant.id, &pending.client_id)
+    let client = state
+        .clients
+        .find(&tenant.id, &pending.client_id)
         .await
-        .map_err(|error| failure_page(&error.into()))?;
-    let client = record
-        .map(Client::from_record)
-        .transpose()
         .map_err(|error| failure_page(&error.into()))?
         .ok_or_else(|| {
             pages::error_page(
@@ -424,7 +421,7 @@ pub fn redirect(
     response.finish()
 }
 
-/// A page for failures that cannot go back to the client: unknown tenant, database down.
+/// Renders the page for failures that cannot go back to the client: unknown tenant, database down.
 pub fn failure_page(error: &OAuthError) -> HttpResponse {
     super::error::log_cause(error);
     match error.code {

@@ -8,15 +8,13 @@
 //! only `127.0.0.1`. Nothing is normalised, so no decoding or path resolution can turn a
 //! different string into an accepted one.
 
-use std::net::IpAddr;
-
 use crate::config::is_loopback_host;
 
-/// Longest redirect URI accepted at registration, in bytes.
+/// Maximum length of a redirect URI accepted at registration, in bytes.
 pub const MAX_REDIRECT_URI_LENGTH: usize = 2000;
 
-/// Schemes that can run code or read local data in a browser or app; named so that the
-/// rejection says why.
+/// Schemes that can run code or read local data in a browser or app, listed so that the
+/// rejection message gives the reason.
 const DANGEROUS_SCHEMES: &[&str] = &[
     "javascript",
     "data",
@@ -36,7 +34,7 @@ const DANGEROUS_SCHEMES: &[&str] = &[
     "resource",
 ];
 
-/// How a registered redirect URI is to be treated.
+/// Kind of a registered redirect URI, which decides how it is matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RedirectKind {
     /// `https` on any host.
@@ -47,7 +45,7 @@ pub enum RedirectKind {
     PrivateUse,
 }
 
-/// Classifies a redirect URI offered at registration, or says why it is unacceptable.
+/// Classifies a redirect URI offered at registration, or returns why it is unacceptable.
 pub fn classify(uri: &str) -> Result<RedirectKind, String> {
     if uri.len() > MAX_REDIRECT_URI_LENGTH {
         return Err(format!(
@@ -179,12 +177,7 @@ fn split_loopback(uri: &str) -> Option<LoopbackParts<'_>> {
             return None;
         }
     }
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost"
-        || bare
-            .parse::<IpAddr>()
-            .is_ok_and(|address| address.is_loopback());
-    loopback.then_some(LoopbackParts { host, rest })
+    is_loopback_host(host).then_some(LoopbackParts { host, rest })
 }
 
 #[cfg(test)]

@@ -34,21 +34,24 @@ pub fn resolve_target(
     }
     let chosen = match requested {
         Some(uri) => {
-            if uri.contains('#') || url::Url::parse(uri).is_err() {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidTarget,
-                    "resource must be an absolute URI without a fragment",
-                ));
-            }
-            resources
-                .iter()
-                .find(|resource| resource.uri == uri)
-                .ok_or_else(|| {
-                    OAuthError::new(
+            // Registered resources are valid URIs, so only a miss needs the syntax check that
+            // picks the clearer message.
+            let registered = resources.iter().find(|resource| resource.uri == uri);
+            match registered {
+                Some(resource) => resource,
+                None if uri.contains('#') || url::Url::parse(uri).is_err() => {
+                    return Err(OAuthError::new(
+                        ErrorCode::InvalidTarget,
+                        "resource must be an absolute URI without a fragment",
+                    ));
+                }
+                None => {
+                    return Err(OAuthError::new(
                         ErrorCode::InvalidTarget,
                         format!("resource {uri:?} is not registered at this issuer"),
-                    )
-                })?
+                    ));
+                }
+            }
         }
         None => match resources {
             [only] => only,
