@@ -67,7 +67,7 @@ impl AuditEvent {
 /// How long `client_credentials` issuance is counted before its summary row is queued.
 pub const SUMMARY_PERIOD: Duration = Duration::from_secs(10);
 
-/// What a `client_credentials` summary row counts: tenant, client, resource and scope.
+/// Key of a `client_credentials` summary row: tenant, client, resource and scope.
 type SummaryKey = (String, String, String, String);
 
 /// Counts of `client_credentials` tokens since the last summary.

@@ -437,7 +437,7 @@ async fn run_admin(store: &Store, settings: &Settings, command: Command) -> Resu
 }
 
 /// Loads the master keys and opens every stored key with them, so that a command run with
-/// another master key than the server's fails instead of sealing a key nobody can open.
+/// another master key than the server's fails instead of sealing a key that no server can open.
 async fn checked_master_keys(store: &Store, settings: &Settings) -> Result<MasterKeys, AdminError> {
     let master_keys = master::load(settings).map_err(AdminError::Invalid)?;
     master::check_stored_keys(store, &master_keys)

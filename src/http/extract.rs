@@ -1,5 +1,5 @@
 //! Request parsing shared by the endpoints. actix's `web::Form` accepts repeated
-//! parameters and answers errors in plain text, so forms are read here instead.
+//! parameters and responds to errors in plain text, so forms are read here instead.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub async fn tenant(state: &AppState, request: &HttpRequest) -> Result<Arc<Tenan
     state.tenants.find(&slug).await?.ok_or_else(unknown)
 }
 
-/// Longest time a request body may take to arrive, so a client dripping bytes cannot hold
+/// Maximum time a request body may take to arrive, so a client dripping bytes cannot hold
 /// a connection and its worker slot for long.
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -1,4 +1,4 @@
-//! Answers for requests no endpoint takes: unknown paths, methods an endpoint does not
+//! Responses to requests no endpoint takes: unknown paths, methods an endpoint does not
 //! support, and CORS preflight requests.
 //!
 //! Browser-based MCP clients (the MCP Inspector among them) call the metadata, JWKS,
@@ -12,7 +12,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
-/// How long browsers may cache a preflight answer, in seconds.
+/// How long browsers may cache a preflight response, in seconds.
 const PREFLIGHT_MAX_AGE: &str = "86400";
 
 /// Returns a handler for a path whose endpoint supports only `allowed` methods.
@@ -44,7 +44,7 @@ pub fn method_not_allowed(
     }
 }
 
-/// Answers a path that no endpoint serves.
+/// Responds to a path that no endpoint serves.
 pub async fn not_found(request: HttpRequest) -> HttpResponse {
     HttpResponse::NotFound().json(json!({
         "error": "invalid_request",

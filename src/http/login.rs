@@ -114,7 +114,7 @@ pub async fn post_login(
     }
     let cookie = session::cookie(&state, &tenant, new_id.expose());
 
-    // prompt=consent asks again even when consent is on record.
+    // prompt=consent requests consent again even when it is on record.
     let remembered = if pending.prompt.as_deref() == Some("consent") {
         Ok(false)
     } else {

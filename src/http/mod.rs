@@ -71,7 +71,7 @@ impl AppState {
 }
 
 /// Mounts every route. Each path is one resource, so a method it does not support gets
-/// 405 with `Allow` (or, for `OPTIONS`, a CORS preflight answer).
+/// 405 with `Allow` (or, for `OPTIONS`, a CORS preflight response).
 pub fn routes(config: &mut web::ServiceConfig) {
     let get = || fallback::method_not_allowed("GET");
     let post = || fallback::method_not_allowed("POST");

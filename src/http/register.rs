@@ -224,7 +224,7 @@ fn registration_response(
     Value::Object(response)
 }
 
-/// The client's configuration (RFC 7592 §3). The secret itself is stored only as a digest,
+/// Builds the client's configuration response (RFC 7592 §3). The secret itself is stored only as a digest,
 /// so it is never returned after registration.
 fn configuration_response(
     tenant: &Tenant,

@@ -2,7 +2,7 @@
 //! and the access tokens issued from it; revoking an access token records its `jti`.
 //!
 //! A token that does not exist, belongs to another client or another tenant is left alone
-//! and the answer is still 200, as RFC 7009 §2.2 prescribes for invalid tokens: a client can
+//! and the response is still 200, as RFC 7009 §2.2 prescribes for invalid tokens: a client can
 //! neither revoke nor probe another client's tokens.
 
 use actix_web::{HttpRequest, HttpResponse, web};

@@ -15,7 +15,7 @@ pub async fn post_token(
 ) -> Result<HttpResponse, OAuthError> {
     let tenant = extract::tenant(&state, &request).await?;
     let params = extract::form(&request, payload).await?;
-    // A repeated resource is left to the grant, which answers it with invalid_target.
+    // A repeated resource is left to the grant, which rejects it with invalid_target.
     params.reject_repeated_except("resource")?;
     let grant_type = params.require("grant_type")?;
     if !grants_supported(grant_type) {

@@ -33,7 +33,7 @@ impl AccessTokenClaims {
     }
 }
 
-/// Why a token failed verification. The variants are for logs and tests; clients only
+/// Reason a token failed verification. The variants are for logs and tests; clients only
 /// learn that the token is not active.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {

@@ -1,4 +1,4 @@
-//! Where the master keys come from, and the checks that make a wrong one fail at start.
+//! Sources of the master keys, and the checks that make a wrong one fail at start.
 //!
 //! `PORTCULLIS_MASTER_KEY` names the key that seals; `PORTCULLIS_PREVIOUS_MASTER_KEYS` may
 //! name older keys that still open. Without a configured key, the embedded SQLite default

@@ -3,7 +3,7 @@
 //! Keys move `upcoming -> current -> retired -> removed` (see `rotation`). The `current` key
 //! signs; every key but a removed one is published. Private keys are sealed at rest under a
 //! master key (see `sealing` and `master`) and opened once per cache load, never per request.
-//! Loaded keys are cached per tenant for a short time, so an instance sees rotations made by
+//! Loaded keys are cached per tenant for a short time, so an instance picks up rotations made by
 //! another instance on the same database within that time.
 
 mod algorithm;
@@ -32,14 +32,14 @@ use base64::Engine;
 /// The algorithm of a new tenant's keys.
 pub const DEFAULT_ALGORITHM: SigningAlgorithm = SigningAlgorithm::Es256;
 
-/// How long loaded keys are used before they are read again: a quarter of the publish lead
+/// Returns how long loaded keys are used before they are read again: a quarter of the publish lead
 /// time, between 1 and 30 seconds, so a new key reaches every instance's JWKS well before it
 /// may sign.
 pub fn cache_ttl(timing: &KeyTiming) -> Duration {
     Duration::from_secs((timing.publish_lead / 4).clamp(1, 30) as u64)
 }
 
-/// How long clients may cache a JWKS response, in seconds: the publish lead time less the
+/// Returns how long clients may cache a JWKS response, in seconds: the publish lead time less the
 /// cache time, so a client that fetched just before a key appeared refetches before the key
 /// signs.
 pub fn jwks_max_age(timing: &KeyTiming) -> i64 {

@@ -14,7 +14,7 @@ use crate::secret::random_bytes;
 
 const KEY_ID_LABEL: &[u8] = b"portcullis master key id\0";
 
-/// Why a sealed key could not be opened.
+/// Reason a sealed key could not be opened.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SealError {
     #[error("sealed with master key {0}, which is not configured")]
@@ -200,6 +200,7 @@ mod tests {
             .unwrap()
             .id()
             .to_owned();
-        assert!(id.starts_with("mk-") && id.len() == 19);
+        assert!(id.starts_with("mk-"), "{id} lacks the mk- prefix");
+        assert_eq!(id.len(), 19, "{id} is not mk- and 16 hex digits");
     }
 }

@@ -19,7 +19,7 @@ use crate::tenant::Tenant;
 /// Longest `state` accepted, in bytes; clients use far less, but some encode JSON in it.
 pub const MAX_STATE_LENGTH: usize = 4096;
 
-/// What the user must do, from the `prompt` parameter (OpenID Connect Core §3.1.2.1).
+/// User interaction requested by the `prompt` parameter (OpenID Connect Core §3.1.2.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Prompt {
     #[default]

@@ -88,7 +88,7 @@ pub struct Client {
     pub metadata: ClientMetadata,
     pub auth_method: AuthMethod,
     /// Scopes the client may request; `None` when it registered none, meaning every scope
-    /// of the resource it asks for.
+    /// of the resource it requests.
     pub scope: Option<Scope>,
     pub native: bool,
     pub secret_hash: Option<String>,
@@ -148,13 +148,13 @@ impl Client {
         }
     }
 
-    /// The name shown on the consent page: the registered `client_name`, else the id.
+    /// Returns the name shown on the consent page: the registered `client_name`, else the id.
     pub fn display_name(&self) -> &str {
         self.metadata.client_name.as_deref().unwrap_or(&self.id)
     }
 }
 
-/// How long a loaded client is used before it is read again. Another instance sees a
+/// How long a loaded client is used before it is read again. Another instance picks up a
 /// client's update or deletion within this time; this instance forgets it at once.
 const CACHE_TTL: Duration = Duration::from_secs(5);
 /// Entries kept before the cache starts over, bounding its memory.

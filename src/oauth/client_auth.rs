@@ -122,7 +122,7 @@ fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
     Ok((id, secret))
 }
 
-/// Decodes a form-encoded credential, or `None` when it is not UTF-8 or holds NUL.
+/// Decodes a form-encoded credential, or `None` when it is not UTF-8 or contains NUL.
 fn form_decode(value: &str) -> Option<String> {
     let spaced = value.replace('+', " ");
     let decoded = percent_encoding::percent_decode_str(&spaced)

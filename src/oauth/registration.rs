@@ -129,7 +129,7 @@ pub fn validate_metadata(
             )));
         }
         // A client that registers only loopback or private-use redirect URIs runs on the
-        // user's device (RFC 8252 §7), whatever it omitted to say.
+        // user's device (RFC 8252 §7), even without `application_type`.
         None if !kinds.is_empty() && kinds.iter().all(|kind| *kind != RedirectKind::Https) => {
             "native"
         }

@@ -129,7 +129,7 @@ impl Backend {
 /// The database behind every tenant. Cloning shares the pools.
 ///
 /// On SQLite, writes go through `writer`, a pool of one connection, and reads through
-/// `pool`. SQLite runs one writer at a time anyway; queueing writers in the pool, in arrival
+/// `pool`. SQLite runs one writer at a time anyway. Queueing writers in the pool, in arrival
 /// order, avoids its busy handler, which sleeps 1, 2, 5 and more milliseconds between
 /// retries and so leaves the database idle while writers wait. Another process on the same
 /// file still waits through the busy timeout. On PostgreSQL both are the same pool.
@@ -274,8 +274,8 @@ fn sqlite_pool(
                 // WAL lets readers run beside the one writer. NORMAL syncs the WAL at
                 // checkpoints, FULL at every commit. A writer from another process waits up
                 // to 5 s for the lock instead of failing with SQLITE_BUSY. A page cache of
-                // 1 MiB per connection, not SQLite's 2 MiB, keeps a full pool's memory small;
-                // the operating system caches the file as well.
+                // 1 MiB per connection, not SQLite's 2 MiB, keeps a full pool's memory small,
+                // because the operating system caches the file as well.
                 let pragmas = match synchronous {
                     SqliteSynchronous::Full => {
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \

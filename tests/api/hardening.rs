@@ -267,7 +267,7 @@ async fn slow_request_body_times_out() {
     let mut answer = vec![0u8; 1024];
     let read = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            // Drip one byte every two seconds while no answer has arrived.
+            // Drip one byte every two seconds while no response has arrived.
             tokio::select! {
                 read = stream.read(&mut answer) => return read.unwrap(),
                 () = tokio::time::sleep(Duration::from_secs(2)) => {

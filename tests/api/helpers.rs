@@ -1,10 +1,10 @@
 //! Test harness: a real server on a loopback port with a fresh database per test, and
 //! helpers for each endpoint and for the browser steps of the authorization flow.
 //!
-//! Every test runs on SQLite (a new file in a temporary directory). With
+//! Every test runs on SQLite, in a new file in a temporary directory. With
 //! `PORTCULLIS_TEST_POSTGRES_URL` set (for example `postgres://postgres@127.0.0.1:5432/test`)
-//! it also runs on PostgreSQL, in a new database that is dropped when the test ends;
-//! without it the PostgreSQL runs print a notice and pass without running.
+//! it also runs on PostgreSQL, in a new database that is dropped when the test ends. Without
+//! it, the PostgreSQL runs print a notice and pass without running.
 
 #![allow(dead_code)]
 
@@ -309,7 +309,7 @@ async fn seed(store: &Store) {
         .unwrap();
 }
 
-/// A client that follows no redirects and keeps no cookies.
+/// Returns a client that follows no redirects and keeps no cookies.
 pub fn plain_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(redirect::Policy::none())
@@ -656,7 +656,7 @@ impl Browser {
         Self::with_address(&app.address, tenant)
     }
 
-    /// A browser for the server at `address`, such as one started as a separate process.
+    /// Creates a browser for the server at `address`, such as one started as a separate process.
     pub fn with_address(address: &str, tenant: &str) -> Self {
         let http = reqwest::Client::builder()
             .redirect(redirect::Policy::none())

@@ -24,7 +24,7 @@ impl Workspace {
         }
     }
 
-    /// A workspace whose binary uses the database at `database_url`.
+    /// Creates a workspace whose binary uses the database at `database_url`.
     pub fn with_database(database_url: &str) -> Self {
         Self {
             directory: tempfile::tempdir().unwrap(),

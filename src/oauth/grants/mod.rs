@@ -22,7 +22,7 @@ use crate::keys::{AccessTokenClaims, TenantKeys};
 use crate::store::Store;
 use crate::tenant::Tenant;
 
-/// What every grant needs: the tenant, its keys, the store and the clock.
+/// Inputs every grant needs: the tenant, its keys, the store and the clock.
 pub struct GrantContext<'a> {
     pub store: &'a Store,
     pub tenant: &'a Tenant,

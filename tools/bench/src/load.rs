@@ -1,5 +1,5 @@
 //! The load runner: a fixed number of connections, each sending its next request as soon as
-//! the previous answer arrives, for a fixed time or until the requests run out.
+//! the previous response arrives, for a fixed time or until the requests run out.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ impl Source for Repeat {
     }
 }
 
-/// What one run measured.
+/// Measurements of one run.
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub succeeded: u64,

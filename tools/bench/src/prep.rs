@@ -63,7 +63,7 @@ pub fn basic(client_id: &str, secret: &str) -> String {
     )
 }
 
-/// A PKCE verifier and its S256 challenge.
+/// Returns a PKCE verifier and its S256 challenge.
 pub fn pkce(seed: u64) -> (String, String) {
     let verifier = URL_SAFE_NO_PAD.encode(Sha256::digest(format!(
         "verifier-{seed}-{:?}",
@@ -235,7 +235,7 @@ pub async fn exchange(
     Ok(reply.json())
 }
 
-/// The registration body of the public client used for codes and refresh tokens.
+/// Returns the registration body of the public client used for codes and refresh tokens.
 pub fn public_client_body() -> Value {
     json!({
         "client_name": "bench public client",
@@ -247,7 +247,7 @@ pub fn public_client_body() -> Value {
     })
 }
 
-/// The registration body of the confidential client used for client credentials and
+/// Returns the registration body of the confidential client used for client credentials and
 /// introspection.
 pub fn confidential_client_body() -> Value {
     json!({

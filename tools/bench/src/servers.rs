@@ -15,8 +15,8 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `command`, whose server answers at `base_url`, and waits until `ready_path`
-    /// answers 200.
+    /// Starts `command`, whose server listens at `base_url`, and waits until `ready_path`
+    /// responds with 200.
     pub async fn start(
         mut command: Command,
         base_url: &str,
