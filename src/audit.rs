@@ -173,9 +173,23 @@ impl AuditLog {
     }
 }
 
+/// How long the writer waits after a batch before it takes the next. Events queued meanwhile
+/// wake no thread, so a busy server pays for one wake-up of the writer per pause rather
+/// than one per event.
+const BATCH_PAUSE: Duration = Duration::from_millis(50);
+
 async fn write_events(store: Store, mut receiver: mpsc::Receiver<AuditEvent>) {
     let mut batch = Vec::with_capacity(BATCH_SIZE);
     while receiver.recv_many(&mut batch, BATCH_SIZE).await > 0 {
+        if batch.len() < BATCH_SIZE && !receiver.is_closed() {
+            tokio::time::sleep(BATCH_PAUSE).await;
+            while batch.len() < BATCH_SIZE {
+                let Ok(event) = receiver.try_recv() else {
+                    break;
+                };
+                batch.push(event);
+            }
+        }
         let mut delay = Duration::from_millis(100);
         loop {
             match store.insert_audit_events(&batch).await {

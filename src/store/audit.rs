@@ -1,48 +1,34 @@
-use std::fmt::Write;
-
+use super::script::{BatchTransaction, Param};
 use super::{Store, StoreError};
 use crate::audit::AuditEvent;
 
-/// Rows per `INSERT` statement: 6 parameters each stays far below SQLite's limit of 32,766
-/// bound parameters and PostgreSQL's 65,535.
+/// Rows per `INSERT` statement. On SQLite the numbers of a transaction's parameters run on
+/// across its statements, and a batch of 500 events with 6 parameters each stays far below
+/// SQLite's limit of 32,766. A statement of 600 parameters stays below PostgreSQL's 65,535.
 const ROWS_PER_STATEMENT: usize = 100;
 
 impl Store {
     /// Inserts audit events in one transaction, many rows per statement.
     pub async fn insert_audit_events(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        let mut transaction = self.begin_write().await?;
+        let transaction = BatchTransaction::acquire(&self.writer, self.backend).await?;
+        let mut script = transaction.script();
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let mut statement = String::from(
-                "INSERT INTO audit_events (tenant_id, occurred_at, event, client_id, subject, detail) VALUES ",
-            );
-            for index in 0..chunk.len() {
-                let first = index * 6;
-                let separator = if index == 0 { "" } else { ", " };
-                let _ = write!(
-                    statement,
-                    "{separator}(${}, ${}, ${}, ${}, ${}, ${})",
-                    first + 1,
-                    first + 2,
-                    first + 3,
-                    first + 4,
-                    first + 5,
-                    first + 6
-                );
-            }
-            // The statement text holds only placeholders; every value is bound.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-            for event in chunk {
-                query = query
-                    .bind(event.tenant_id.as_deref())
-                    .bind(event.occurred_at)
-                    .bind(event.event)
-                    .bind(event.client_id.as_deref())
-                    .bind(event.subject.as_deref())
-                    .bind(event.detail.to_string());
-            }
-            query.execute(&mut *transaction).await?;
+            script
+                .statement(
+                    "INSERT INTO audit_events (tenant_id, occurred_at, event, client_id, subject, \
+                     detail) VALUES ",
+                )
+                .rows(chunk.iter().map(|event| {
+                    vec![
+                        Param::from(&event.tenant_id),
+                        Param::from(event.occurred_at),
+                        Param::from(event.event),
+                        Param::from(&event.client_id),
+                        Param::from(&event.subject),
+                        Param::Text(event.detail.to_string()),
+                    ]
+                }));
         }
-        transaction.commit().await?;
-        Ok(())
+        transaction.commit(script).await
     }
 }

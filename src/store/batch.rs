@@ -11,14 +11,18 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::fmt::Write;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::{AnyPool, Row};
+use tokio::sync::oneshot;
 
+use super::clients::{ClientRow, INSERT_CLIENTS};
 use super::codes::CodeRecord;
 use super::refresh::FamilyRecord;
+use super::script::{BatchTransaction, Param, Script};
 use super::{Backend, StoreError};
 
 /// Most rotations one transaction applies.
@@ -48,17 +52,126 @@ pub(super) enum RotationOutcome {
     NotLive,
 }
 
-/// Starts the batching task on the current runtime; it ends when every sender is dropped.
-pub(super) fn start_rotations(writer: AnyPool, backend: Backend) -> mpsc::Sender<RotationJob> {
-    let (sender, mut receiver) = mpsc::channel::<RotationJob>(4096);
-    tokio::spawn(async move {
-        let mut jobs = Vec::with_capacity(MAX_BATCH);
-        while receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-            let batch = std::mem::take(&mut jobs);
-            rotate_batch(&writer, backend, batch).await;
+/// A queue of jobs that one task at a time applies in batches.
+///
+/// The request that finds the queue idle spawns that task on its own runtime, and the task
+/// runs until the queue is empty. actix-web gives each worker thread its own runtime, so
+/// that request gets its reply without waking another thread. A long-lived task on the
+/// main runtime cost two thread wake-ups per request, which on a virtual machine cost more
+/// than the statements themselves. Requests from other workers still wait for the running
+/// task, so their jobs share its next batch.
+pub(super) struct Batcher<J> {
+    shared: Arc<Shared<J>>,
+}
+
+impl<J> Clone for Batcher<J> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
         }
-    });
-    sender
+    }
+}
+
+impl<J> std::fmt::Debug for Batcher<J> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Batcher").finish_non_exhaustive()
+    }
+}
+
+type Apply<J> = dyn Fn(Vec<J>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+
+struct Shared<J> {
+    queue: Mutex<Queue<J>>,
+    apply: Box<Apply<J>>,
+}
+
+struct Queue<J> {
+    jobs: Vec<J>,
+    /// Whether a task is applying batches. The task clears it when it finds the queue empty.
+    running: bool,
+}
+
+impl<J: Send + 'static> Batcher<J> {
+    /// `apply` runs one batch and replies to each of its jobs.
+    fn new<F, Fut>(apply: F) -> Self
+    where
+        F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Self {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    jobs: Vec::new(),
+                    running: false,
+                }),
+                apply: Box::new(move |jobs| Box::pin(apply(jobs))),
+            }),
+        }
+    }
+
+    /// Queues a job. Its result comes through the reply channel the job carries.
+    pub(super) fn submit(&self, job: J) {
+        let start = {
+            let mut queue = self
+                .shared
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            queue.jobs.push(job);
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start {
+            tokio::spawn(drain(Arc::clone(&self.shared)));
+        }
+    }
+}
+
+/// Applies batches until the queue is empty.
+async fn drain<J>(shared: Arc<Shared<J>>) {
+    // Clears `running` if the task ends early, by a panic in a batch or its runtime
+    // stopping, so that the next job starts a new task. The jobs of that batch are dropped
+    // with their reply channels, and their callers see the queue as stopped.
+    struct Running<'a, J> {
+        shared: &'a Shared<J>,
+        armed: bool,
+    }
+    impl<J> Drop for Running<'_, J> {
+        fn drop(&mut self) {
+            if self.armed {
+                let mut queue = self
+                    .shared
+                    .queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                queue.running = false;
+            }
+        }
+    }
+    let mut running = Running {
+        shared: &shared,
+        armed: true,
+    };
+    loop {
+        let batch: Vec<J> = {
+            let mut queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.jobs.is_empty() {
+                queue.running = false;
+                running.armed = false;
+                return;
+            }
+            let count = queue.jobs.len().min(MAX_BATCH);
+            queue.jobs.drain(..count).collect()
+        };
+        (shared.apply)(batch).await;
+    }
+}
+
+/// Returns the batcher for refresh-token rotations.
+pub(super) fn rotations(writer: AnyPool, backend: Backend) -> Batcher<RotationJob> {
+    Batcher::new(move |batch| {
+        let writer = writer.clone();
+        async move { rotate_batch(&writer, backend, batch).await }
+    })
 }
 
 async fn rotate_batch(writer: &AnyPool, backend: Backend, mut pending: Vec<RotationJob>) {
@@ -73,23 +186,24 @@ async fn apply(
     jobs: &mut [RotationJob],
 ) -> Result<Vec<RotationOutcome>, StoreError> {
     let now = jobs.iter().map(|job| job.now).max().unwrap_or_default();
-    let mut transaction = begin(writer, backend).await?;
-    let mut consumed = consume(
-        &mut transaction,
-        "UPDATE refresh_tokens SET rotated_at = $1 WHERE rotated_at IS NULL AND expires_at > $1 \
-         AND family_id IN (SELECT id FROM refresh_token_families WHERE revoked_at IS NULL) \
-         AND token_hash IN (",
-        ") RETURNING token_hash, tenant_id, family_id, client_id, scope, expires_at, \
-         (SELECT subject FROM refresh_token_families f WHERE f.id = family_id) AS subject, \
-         (SELECT resource FROM refresh_token_families f WHERE f.id = family_id) AS resource",
-        now,
-        jobs.iter()
-            .map(|job| job.token_hash.clone())
-            .collect::<Vec<_>>()
-            .into_iter(),
-        "token_hash",
-    )
-    .await?;
+    let mut transaction = BatchTransaction::acquire(writer, backend).await?;
+    let mut consume = transaction.script();
+    consume
+        .statement("UPDATE refresh_tokens SET rotated_at = ")
+        .param(now)
+        .sql(" WHERE rotated_at IS NULL AND expires_at > ")
+        .param(now)
+        .sql(
+            " AND family_id IN (SELECT id FROM refresh_token_families WHERE revoked_at IS NULL) \
+             AND token_hash IN (",
+        )
+        .list(jobs.iter().map(|job| &job.token_hash))
+        .sql(
+            ") RETURNING token_hash, tenant_id, family_id, client_id, scope, expires_at, \
+             (SELECT subject FROM refresh_token_families f WHERE f.id = family_id) AS subject, \
+             (SELECT resource FROM refresh_token_families f WHERE f.id = family_id) AS resource",
+        );
+    let mut consumed = by_key(transaction.run(consume).await?, "token_hash")?;
 
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut restore = Vec::new();
@@ -128,35 +242,36 @@ async fn apply(
         }
     }
 
-    restore_rows(
-        &mut transaction,
-        "UPDATE refresh_tokens SET rotated_at = NULL WHERE token_hash IN (",
-        restore,
-    )
-    .await?;
-    if !successors.is_empty() {
-        let mut statement = String::from(
-            "INSERT INTO refresh_tokens (token_hash, family_id, tenant_id, client_id, scope, created_at, expires_at) VALUES ",
-        );
-        values(&mut statement, 1, successors.len(), 7);
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-        for index in &successors {
-            let job = &jobs[*index];
-            let RotationOutcome::Rotated(family) = &outcomes[*index] else {
-                unreachable!("successors are only taken from rotated jobs");
-            };
-            query = query
-                .bind(job.successor_hash.clone())
-                .bind(family.family_id.clone())
-                .bind(job.tenant_id.clone())
-                .bind(family.client_id.clone())
-                .bind(family.scope.clone())
-                .bind(job.now)
-                .bind(job.successor_expires_at);
-        }
-        query.execute(&mut *transaction).await?;
+    let mut finish = transaction.script();
+    if !restore.is_empty() {
+        finish
+            .statement("UPDATE refresh_tokens SET rotated_at = NULL WHERE token_hash IN (")
+            .list(&restore)
+            .sql(")");
     }
-    transaction.commit().await?;
+    if !successors.is_empty() {
+        finish
+            .statement(
+                "INSERT INTO refresh_tokens (token_hash, family_id, tenant_id, client_id, scope, \
+                 created_at, expires_at) VALUES ",
+            )
+            .rows(successors.iter().map(|index| {
+                let job = &jobs[*index];
+                let RotationOutcome::Rotated(family) = &outcomes[*index] else {
+                    unreachable!("successors are only taken from rotated jobs");
+                };
+                vec![
+                    Param::from(&job.successor_hash),
+                    Param::from(&family.family_id),
+                    Param::from(&job.tenant_id),
+                    Param::from(&family.client_id),
+                    Param::from(&family.scope),
+                    Param::from(job.now),
+                    Param::from(job.successor_expires_at),
+                ]
+            }));
+    }
+    transaction.commit(finish).await?;
     Ok(outcomes)
 }
 
@@ -167,80 +282,13 @@ fn run_check<R>(check: GrantCheck<R>, record: &R) -> Result<Result<(), Rejection
         .map_err(|_| StoreError::Corrupt("a grant check panicked".into()))
 }
 
-/// Starts a batch's write transaction, taking SQLite's write lock up front.
-async fn begin(
-    writer: &AnyPool,
-    backend: Backend,
-) -> Result<Transaction<'static, sqlx::Any>, StoreError> {
-    Ok(match backend {
-        Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => writer.begin().await?,
-    })
-}
-
-/// Runs a consuming statement `prefix` `$2, $3, ...` `suffix` with `$1` bound to `now` and the
-/// keys after it; returns the changed rows by their `key_column`.
-async fn consume(
-    transaction: &mut Transaction<'static, sqlx::Any>,
-    prefix: &str,
-    suffix: &str,
-    now: i64,
-    keys: impl ExactSizeIterator<Item = String>,
-    key_column: &str,
-) -> Result<HashMap<String, AnyRow>, StoreError> {
-    let mut statement = String::from(prefix);
-    placeholders(&mut statement, 2, keys.len());
-    statement.push_str(suffix);
-    // The statement text holds only placeholders; every value is bound.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now);
-    for key in keys {
-        query = query.bind(key);
-    }
-    let rows = query.fetch_all(&mut **transaction).await?;
-    let mut consumed = HashMap::with_capacity(rows.len());
+/// Returns `rows` by the text in their `key_column`.
+fn by_key(rows: Vec<AnyRow>, key_column: &str) -> Result<HashMap<String, AnyRow>, StoreError> {
+    let mut keyed = HashMap::with_capacity(rows.len());
     for row in rows {
-        consumed.insert(row.try_get(key_column)?, row);
+        keyed.insert(row.try_get(key_column)?, row);
     }
-    Ok(consumed)
-}
-
-/// Runs `prefix` `$1, $2, ...` `)` for `keys`, unless there are none: the statement that puts
-/// back rows a batch consumed but must not keep.
-async fn restore_rows(
-    transaction: &mut Transaction<'static, sqlx::Any>,
-    prefix: &str,
-    keys: Vec<String>,
-) -> Result<(), StoreError> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let mut statement = String::from(prefix);
-    placeholders(&mut statement, 1, keys.len());
-    statement.push(')');
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-    for key in keys {
-        query = query.bind(key);
-    }
-    query.execute(&mut **transaction).await?;
-    Ok(())
-}
-
-/// Appends `$first, $first+1, ...` for `count` parameters.
-fn placeholders(statement: &mut String, first: usize, count: usize) {
-    for offset in 0..count {
-        let separator = if offset == 0 { "" } else { ", " };
-        let _ = write!(statement, "{separator}${}", first + offset);
-    }
-}
-
-/// Appends `($a, $b, ...), (...)` for `rows` rows of `columns` parameters, numbered from
-/// `first`.
-fn values(statement: &mut String, first: usize, rows: usize, columns: usize) {
-    for row in 0..rows {
-        statement.push_str(if row == 0 { "(" } else { ", (" });
-        placeholders(statement, first + row * columns, columns);
-        statement.push(')');
-    }
+    Ok(keyed)
 }
 
 /// A code redemption waiting for the batch writer.
@@ -267,18 +315,15 @@ pub(super) enum RedemptionOutcome {
     NotRedeemable,
 }
 
-/// Starts the batching task for code redemptions; it ends when every sender is dropped.
-pub(super) fn start_redemptions(writer: AnyPool, backend: Backend) -> mpsc::Sender<RedemptionJob> {
-    let (sender, mut receiver) = mpsc::channel::<RedemptionJob>(4096);
-    tokio::spawn(async move {
-        let mut jobs = Vec::with_capacity(MAX_BATCH);
-        while receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-            let mut batch = std::mem::take(&mut jobs);
+/// Returns the batcher for code redemptions.
+pub(super) fn redemptions(writer: AnyPool, backend: Backend) -> Batcher<RedemptionJob> {
+    Batcher::new(move |mut batch| {
+        let writer = writer.clone();
+        async move {
             let result = redeem(&writer, backend, &mut batch).await;
             reply_all(batch.into_iter().map(|job| job.reply), result);
         }
-    });
-    sender
+    })
 }
 
 /// Sends each job its outcome, or every job the batch's failure.
@@ -314,16 +359,20 @@ async fn redeem(
     jobs: &mut [RedemptionJob],
 ) -> Result<Vec<RedemptionOutcome>, StoreError> {
     let now = jobs.iter().map(|job| job.now).max().unwrap_or_default();
-    let mut transaction = begin(writer, backend).await?;
-    let mut consumed = consume(
-        &mut transaction,
-        "UPDATE authorization_codes SET used_at = $1 WHERE used_at IS NULL AND expires_at > $1 AND code_hash IN (",
-        ") RETURNING code_hash, tenant_id, client_id, subject, redirect_uri, redirect_uri_sent, scope, resource, code_challenge",
-        now,
-        jobs.iter().map(|job| job.code_hash.clone()).collect::<Vec<_>>().into_iter(),
-        "code_hash",
-    )
-    .await?;
+    let mut transaction = BatchTransaction::acquire(writer, backend).await?;
+    let mut consume = transaction.script();
+    consume
+        .statement("UPDATE authorization_codes SET used_at = ")
+        .param(now)
+        .sql(" WHERE used_at IS NULL AND expires_at > ")
+        .param(now)
+        .sql(" AND code_hash IN (")
+        .list(jobs.iter().map(|job| &job.code_hash))
+        .sql(
+            ") RETURNING code_hash, tenant_id, client_id, subject, redirect_uri, \
+             redirect_uri_sent, scope, resource, code_challenge",
+        );
+    let mut consumed = by_key(transaction.run(consume).await?, "code_hash")?;
 
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut restore = Vec::new();
@@ -360,73 +409,121 @@ async fn redeem(
         }
     }
 
-    restore_rows(
-        &mut transaction,
-        "UPDATE authorization_codes SET used_at = NULL WHERE code_hash IN (",
-        restore,
-    )
-    .await?;
+    let mut finish = transaction.script();
+    if !restore.is_empty() {
+        finish
+            .statement("UPDATE authorization_codes SET used_at = NULL WHERE code_hash IN (")
+            .list(&restore)
+            .sql(")");
+    }
     if !accepted.is_empty() {
-        let mut statement = String::from(
-            "INSERT INTO refresh_token_families (id, tenant_id, client_id, subject, scope, resource, created_at) VALUES ",
-        );
-        values(&mut statement, 1, accepted.len(), 7);
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-        for (index, family_id, code) in &accepted {
-            query = query
-                .bind(family_id.clone())
-                .bind(jobs[*index].tenant_id.clone())
-                .bind(code.client_id.clone())
-                .bind(code.subject.clone())
-                .bind(code.scope.clone())
-                .bind(code.resource.clone())
-                .bind(now);
-        }
-        query.execute(&mut *transaction).await?;
-
+        finish
+            .statement(
+                "INSERT INTO refresh_token_families (id, tenant_id, client_id, subject, scope, \
+                 resource, created_at) VALUES ",
+            )
+            .rows(accepted.iter().map(|(index, family_id, code)| {
+                vec![
+                    Param::from(family_id),
+                    Param::from(&jobs[*index].tenant_id),
+                    Param::from(&code.client_id),
+                    Param::from(&code.subject),
+                    Param::from(&code.scope),
+                    Param::from(&code.resource),
+                    Param::from(now),
+                ]
+            }));
         let with_tokens: Vec<&(usize, String, CodeRecord)> = accepted
             .iter()
             .filter(|(index, _, _)| jobs[*index].refresh_hash.is_some())
             .collect();
         if !with_tokens.is_empty() {
-            let mut statement = String::from(
-                "INSERT INTO refresh_tokens (token_hash, family_id, tenant_id, client_id, scope, created_at, expires_at) VALUES ",
-            );
-            values(&mut statement, 1, with_tokens.len(), 7);
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-            for (index, family_id, code) in &with_tokens {
-                let job = &jobs[*index];
-                query = query
-                    .bind(job.refresh_hash.clone())
-                    .bind(family_id.clone())
-                    .bind(job.tenant_id.clone())
-                    .bind(code.client_id.clone())
-                    .bind(code.scope.clone())
-                    .bind(now)
-                    .bind(job.refresh_expires_at);
-            }
-            query.execute(&mut *transaction).await?;
+            finish
+                .statement(
+                    "INSERT INTO refresh_tokens (token_hash, family_id, tenant_id, client_id, \
+                     scope, created_at, expires_at) VALUES ",
+                )
+                .rows(with_tokens.iter().map(|(index, family_id, code)| {
+                    let job = &jobs[*index];
+                    vec![
+                        Param::from(&job.refresh_hash),
+                        Param::from(family_id),
+                        Param::from(&job.tenant_id),
+                        Param::from(&code.client_id),
+                        Param::from(&code.scope),
+                        Param::from(now),
+                        Param::from(job.refresh_expires_at),
+                    ]
+                }));
         }
-
-        let mut statement =
-            String::from("UPDATE authorization_codes SET family_id = CASE code_hash");
-        for row in 0..accepted.len() {
-            let _ = write!(statement, " WHEN ${} THEN ${}", row * 2 + 1, row * 2 + 2);
-        }
-        statement.push_str(" END WHERE code_hash IN (");
-        placeholders(&mut statement, accepted.len() * 2 + 1, accepted.len());
-        statement.push(')');
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+        finish.statement("UPDATE authorization_codes SET family_id = CASE code_hash");
         for (index, family_id, _) in &accepted {
-            query = query
-                .bind(jobs[*index].code_hash.clone())
-                .bind(family_id.clone());
+            finish
+                .sql(" WHEN ")
+                .param(&jobs[*index].code_hash)
+                .sql(" THEN ")
+                .param(family_id);
         }
-        for (index, _, _) in &accepted {
-            query = query.bind(jobs[*index].code_hash.clone());
-        }
-        query.execute(&mut *transaction).await?;
+        finish
+            .sql(" END WHERE code_hash IN (")
+            .list(accepted.iter().map(|(index, _, _)| &jobs[*index].code_hash))
+            .sql(")");
     }
-    transaction.commit().await?;
+    transaction.commit(finish).await?;
     Ok(outcomes)
+}
+
+/// A client insert waiting for the batch writer.
+pub(super) struct ClientJob {
+    pub row: ClientRow,
+    pub reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Returns the batcher for client inserts.
+///
+/// Waiting registrations go into one multi-row `INSERT`, which is atomic by itself, so a
+/// batch costs one statement and one commit. If that statement fails for a reason other than
+/// an unreachable database, each row is inserted alone, so that one bad row (a tenant deleted
+/// meanwhile, say) fails only its own registration.
+pub(super) fn client_inserts(writer: AnyPool, backend: Backend) -> Batcher<ClientJob> {
+    Batcher::new(move |batch| {
+        let writer = writer.clone();
+        async move { insert_client_batch(&writer, backend, batch).await }
+    })
+}
+
+async fn insert_client_batch(writer: &AnyPool, backend: Backend, batch: Vec<ClientJob>) {
+    match insert_clients(writer, backend, &batch).await {
+        Ok(()) => {
+            for job in batch {
+                let _ = job.reply.send(Ok(()));
+            }
+        }
+        Err(error) if batch.len() == 1 => {
+            if let Some(job) = batch.into_iter().next() {
+                let _ = job.reply.send(Err(error));
+            }
+        }
+        Err(error) if !error.is_unavailable() => {
+            for job in batch {
+                let result = insert_clients(writer, backend, std::slice::from_ref(&job)).await;
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(error) => reply_all(batch.into_iter().map(|job| job.reply), Err(error)),
+    }
+}
+
+async fn insert_clients(
+    writer: &AnyPool,
+    backend: Backend,
+    jobs: &[ClientJob],
+) -> Result<(), StoreError> {
+    let mut connection = writer.acquire().await?;
+    let mut script = Script::new(backend);
+    script
+        .statement(INSERT_CLIENTS)
+        .rows(jobs.iter().map(|job| job.row.params()));
+    script.run(&mut connection).await?;
+    Ok(())
 }

@@ -104,7 +104,7 @@ impl Store {
             unavailable: true,
             message: "the redemption queue has stopped".into(),
         };
-        self.redemptions.send(job).await.map_err(|_| stopped())?;
+        self.redemptions.submit(job);
         match answer.await.map_err(|_| stopped())?? {
             RedemptionOutcome::Issued { code, family_id } => {
                 Ok(RedeemedCode::Issued { code, family_id })

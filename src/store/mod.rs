@@ -10,6 +10,7 @@ mod codes;
 mod keys;
 mod refresh;
 mod resources;
+mod script;
 mod sessions;
 mod tenants;
 mod users;
@@ -138,8 +139,9 @@ pub struct Store {
     pool: AnyPool,
     writer: AnyPool,
     backend: Backend,
-    rotations: tokio::sync::mpsc::Sender<batch::RotationJob>,
-    redemptions: tokio::sync::mpsc::Sender<batch::RedemptionJob>,
+    rotations: batch::Batcher<batch::RotationJob>,
+    redemptions: batch::Batcher<batch::RedemptionJob>,
+    client_inserts: batch::Batcher<batch::ClientJob>,
 }
 
 impl Store {
@@ -154,13 +156,22 @@ impl Store {
                 let url = sqlite_url_creating_file(&settings.url);
                 let synchronous = settings.sqlite_synchronous;
                 // The writer first, so that the file and WAL mode exist before readers open.
-                let writer = sqlite_pool(1, settings, synchronous).connect(&url).await?;
-                let pool = sqlite_pool(settings.max_connections, settings, synchronous)
+                let writer = sqlite_pool(1, settings, synchronous, Role::Writer)
                     .connect(&url)
                     .await?;
+                let pool = sqlite_pool(
+                    settings.max_connections,
+                    settings,
+                    synchronous,
+                    Role::Reader,
+                )
+                .connect(&url)
+                .await?;
+                start_checkpoints(pool.clone());
                 Ok(Self {
-                    rotations: batch::start_rotations(writer.clone(), backend),
-                    redemptions: batch::start_redemptions(writer.clone(), backend),
+                    rotations: batch::rotations(writer.clone(), backend),
+                    redemptions: batch::redemptions(writer.clone(), backend),
+                    client_inserts: batch::client_inserts(writer.clone(), backend),
                     pool,
                     writer,
                     backend,
@@ -173,8 +184,9 @@ impl Store {
                     .connect(&settings.url)
                     .await?;
                 Ok(Self {
-                    rotations: batch::start_rotations(pool.clone(), backend),
-                    redemptions: batch::start_redemptions(pool.clone(), backend),
+                    rotations: batch::rotations(pool.clone(), backend),
+                    redemptions: batch::redemptions(pool.clone(), backend),
+                    client_inserts: batch::client_inserts(pool.clone(), backend),
                     writer: pool.clone(),
                     pool,
                     backend,
@@ -257,11 +269,49 @@ impl Store {
     }
 }
 
+/// What a SQLite pool's connections are for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Writer,
+    Reader,
+}
+
+/// WAL pages after which the writer checkpoints by itself. The background checkpoints
+/// normally keep the WAL far below this, so the writer only does it when they fall behind.
+const WRITER_CHECKPOINT_PAGES: u32 = 8000;
+/// How often the background task checkpoints the WAL.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Checkpoints the WAL from a reader connection in the background until the pool closes.
+///
+/// SQLite's automatic checkpoint runs inside the commit that crosses the WAL size limit, on
+/// the one writer connection: it copies pages into the database file and syncs both files
+/// while every other writer waits. A passive checkpoint from another connection does the
+/// same work beside the writer, which keeps appending to the WAL meanwhile. Passive
+/// checkpoints never wait for locks, so a busy moment only defers the copy to the next round.
+fn start_checkpoints(pool: AnyPool) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !pool.is_closed() {
+            ticks.tick().await;
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+                && !pool.is_closed()
+            {
+                tracing::debug!(%error, "background WAL checkpoint failed");
+            }
+        }
+    });
+}
+
 /// Returns pool options for SQLite connections with the pragmas every connection needs.
 fn sqlite_pool(
     max_connections: u32,
     settings: &DatabaseSettings,
     synchronous: SqliteSynchronous,
+    role: Role,
 ) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
@@ -287,6 +337,12 @@ fn sqlite_pool(
                     }
                 };
                 sqlx::raw_sql(pragmas).execute(&mut *connection).await?;
+                if role == Role::Writer {
+                    let limit = format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}");
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(limit))
+                        .execute(&mut *connection)
+                        .await?;
+                }
                 Ok(())
             })
         })

@@ -75,7 +75,7 @@ impl Store {
             unavailable: true,
             message: "the rotation queue has stopped".into(),
         };
-        self.rotations.send(job).await.map_err(|_| stopped())?;
+        self.rotations.submit(job);
         match answer.await.map_err(|_| stopped())?? {
             RotationOutcome::Rotated(family) => Ok(RotatedToken::Rotated(family)),
             RotationOutcome::Rejected(rejection) => match rejection.downcast::<E>() {

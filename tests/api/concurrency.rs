@@ -64,3 +64,60 @@ async fn tokens_from(response: reqwest::Response) -> String {
         .refresh_token
         .expect("no rotated refresh token")
 }
+
+/// Concurrent client inserts share one statement. A row that cannot be stored, here one for
+/// a tenant that does not exist, must fail alone and leave the others of its batch stored.
+async fn one_bad_client_row_fails_alone(app: TestApp) {
+    let tenant_id = app
+        .store
+        .tenant_id_by_slug(TENANT)
+        .await
+        .expect("reading the tenant failed")
+        .expect("the tenant does not exist");
+    let before = app.stored_clients(TENANT).await.len();
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let mut tasks = Vec::new();
+    for index in 0..CLIENTS {
+        let store = app.store.clone();
+        let barrier = Arc::clone(&barrier);
+        let tenant_id = if index % 16 == 5 {
+            "no-such-tenant".to_owned()
+        } else {
+            tenant_id.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let client_id = format!("batched-{index}");
+            let client = portcullis::store::NewClient {
+                client_id: &client_id,
+                client_secret_hash: None,
+                client_secret_expires_at: None,
+                registration_access_token_hash: None,
+                token_endpoint_auth_method: "none",
+                registered_by: "test",
+                metadata: "{}",
+                issued_at: 1_700_000_000,
+            };
+            barrier.wait().await;
+            (index, store.insert_client(&tenant_id, &client).await)
+        }));
+    }
+    for task in tasks {
+        let (index, result) = task.await.expect("an insert task failed");
+        if index % 16 == 5 {
+            let error = result.expect_err("a client of an unknown tenant was stored");
+            assert!(
+                !error.is_unavailable(),
+                "a bad row was reported as an outage: {error}"
+            );
+        } else {
+            result.unwrap_or_else(|error| panic!("client {index} was not stored: {error}"));
+        }
+    }
+    let bad = CLIENTS.div_ceil(16);
+    assert_eq!(
+        app.stored_clients(TENANT).await.len(),
+        before + CLIENTS - bad,
+        "every good row must be stored exactly once"
+    );
+}
+db_test!(one_bad_client_row_fails_alone);
