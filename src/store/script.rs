@@ -4,10 +4,16 @@
 //! sqlx runs each SQLite connection on a worker thread of its own, so every statement sent
 //! separately costs two thread switches, and `BEGIN` and `COMMIT` cost two each as well. On
 //! a virtual machine those switches cost more than the statements. A `Script` therefore
-//! sends its statements to SQLite as one multi-statement query, whose `$N` numbers run on
-//! across the statements, and a `BatchTransaction` puts `BEGIN IMMEDIATE` in front of its
-//! first script and `COMMIT` behind its last. PostgreSQL's protocol takes one statement with
-//! parameters at a time, so there each statement is numbered from `$1` and sent by itself.
+//! sends its statements to SQLite as one multi-statement query, and a `BatchTransaction`
+//! puts `BEGIN IMMEDIATE` in front of its first script and `COMMIT` behind its last.
+//! PostgreSQL's protocol takes one statement with parameters at a time, so there each
+//! statement is sent by itself.
+//!
+//! On SQLite the placeholders are plain `?`, which sqlx binds in order across the statements.
+//! For a numbered placeholder sqlx looks up the parameter's name, and SQLite finds a name by
+//! scanning the statement's parameter list, so binding a batch's hundreds of numbered
+//! parameters took time quadratic in their count. PostgreSQL numbers each statement's
+//! placeholders from `$1`.
 
 use std::fmt::Write;
 
@@ -92,17 +98,19 @@ impl Script {
 
     /// Appends a placeholder for `value` to the current statement.
     pub(super) fn param(&mut self, value: impl Into<Param>) -> &mut Self {
-        let number = match self.backend {
-            Backend::Sqlite => self.statements.iter().map(|(_, params)| params.len()).sum(),
-            Backend::Postgres => self.current().1.len(),
-        } + 1;
+        let backend = self.backend;
         let (text, params) = self.current();
-        let _ = write!(text, "${number}");
+        match backend {
+            Backend::Sqlite => text.push('?'),
+            Backend::Postgres => {
+                let _ = write!(text, "${}", params.len() + 1);
+            }
+        }
         params.push(value.into());
         self
     }
 
-    /// Appends `$a, $b, ...` for `values`.
+    /// Appends a comma-separated placeholder for each of `values`.
     pub(super) fn list<P: Into<Param>>(
         &mut self,
         values: impl IntoIterator<Item = P>,
@@ -116,7 +124,7 @@ impl Script {
         self
     }
 
-    /// Appends `($a, $b, ...), (...)`, one group per row.
+    /// Appends a parenthesized group of placeholders per row, separated by commas.
     pub(super) fn rows(&mut self, rows: impl IntoIterator<Item = Vec<Param>>) -> &mut Self {
         for (index, row) in rows.into_iter().enumerate() {
             self.sql(if index == 0 { "(" } else { ", (" });
@@ -202,7 +210,7 @@ impl BatchTransaction {
         if !self.open {
             // SQLite takes the write lock at `BEGIN IMMEDIATE`, so the busy timeout covers
             // waiting for another process's writer. `BEGIN` has no parameters, so the
-            // script's numbering stays as it is.
+            // script's parameters keep their positions.
             let begin = match self.backend {
                 Backend::Sqlite => "BEGIN IMMEDIATE",
                 Backend::Postgres => "BEGIN",
