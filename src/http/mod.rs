@@ -72,6 +72,11 @@ impl AppState {
 
 /// Mounts every route. Each path is one resource, so a method it does not support gets
 /// 405 with `Allow` (or, for `OPTIONS`, a CORS preflight response).
+///
+/// actix-web matches a pattern with a dynamic segment by running a regular expression, and
+/// tries resources in the order they are mounted. So every tenant path sits in one dynamic
+/// scope, its static paths come first with the token endpoint at the top, and the two
+/// patterns of metadata at the root come last.
 pub fn routes(config: &mut web::ServiceConfig) {
     let get = || fallback::method_not_allowed("GET");
     let post = || fallback::method_not_allowed("POST");
@@ -87,17 +92,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .default_service(web::to(get())),
         )
         .service(
-            web::resource([
-                "/.well-known/oauth-authorization-server/t/{tenant}",
-                "/.well-known/openid-configuration/t/{tenant}",
-                "/t/{tenant}/.well-known/oauth-authorization-server",
-                "/t/{tenant}/.well-known/openid-configuration",
-            ])
-            .get(metadata::get_metadata)
-            .default_service(web::to(get())),
-        )
-        .service(
             web::scope("/t/{tenant}")
+                .service(
+                    web::resource("/token")
+                        .post(token::post_token)
+                        .default_service(web::to(post())),
+                )
                 .service(
                     web::resource("/jwks.json")
                         .get(jwks::get_jwks)
@@ -107,13 +107,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
                     web::resource("/register")
                         .post(register::post_register)
                         .default_service(web::to(post())),
-                )
-                .service(
-                    web::resource("/register/{client_id}")
-                        .get(register::get_client)
-                        .put(register::put_client)
-                        .delete(register::delete_client)
-                        .default_service(web::to(fallback::method_not_allowed("GET, PUT, DELETE"))),
                 )
                 .service(
                     web::resource("/authorize")
@@ -131,11 +124,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
                         .default_service(web::to(post())),
                 )
                 .service(
-                    web::resource("/token")
-                        .post(token::post_token)
-                        .default_service(web::to(post())),
-                )
-                .service(
                     web::resource("/revoke")
                         .post(revoke::post_revoke)
                         .default_service(web::to(post())),
@@ -144,7 +132,30 @@ pub fn routes(config: &mut web::ServiceConfig) {
                     web::resource("/introspect")
                         .post(introspect::post_introspect)
                         .default_service(web::to(post())),
+                )
+                .service(
+                    web::resource([
+                        "/.well-known/oauth-authorization-server",
+                        "/.well-known/openid-configuration",
+                    ])
+                    .get(metadata::get_metadata)
+                    .default_service(web::to(get())),
+                )
+                .service(
+                    web::resource("/register/{client_id}")
+                        .get(register::get_client)
+                        .put(register::put_client)
+                        .delete(register::delete_client)
+                        .default_service(web::to(fallback::method_not_allowed("GET, PUT, DELETE"))),
                 ),
+        )
+        .service(
+            web::resource([
+                "/.well-known/oauth-authorization-server/t/{tenant}",
+                "/.well-known/openid-configuration/t/{tenant}",
+            ])
+            .get(metadata::get_metadata)
+            .default_service(web::to(get())),
         )
         .default_service(web::to(fallback::not_found));
 }
