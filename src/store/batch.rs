@@ -193,8 +193,12 @@ async fn apply(
         .param(now)
         .sql(" WHERE rotated_at IS NULL AND expires_at > ")
         .param(now)
+        // A correlated lookup of the token's own family by its key. SQLite evaluated the
+        // uncorrelated `family_id IN (SELECT id ... WHERE revoked_at IS NULL)` by building
+        // the set of every live family in the database, for each batch.
         .sql(
-            " AND family_id IN (SELECT id FROM refresh_token_families WHERE revoked_at IS NULL) \
+            " AND EXISTS (SELECT 1 FROM refresh_token_families f \
+             WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
              AND token_hash IN (",
         )
         .list(jobs.iter().map(|job| &job.token_hash))
@@ -401,7 +405,7 @@ async fn redeem(
         let check = std::mem::replace(&mut job.check, Box::new(|_| Ok(())));
         match run_check(check, &code)? {
             Ok(()) => {
-                let family_id = uuid::Uuid::new_v4().to_string();
+                let family_id = uuid::Uuid::now_v7().to_string();
                 accepted.push((index, family_id.clone(), code.clone()));
                 outcomes.push(RedemptionOutcome::Issued { code, family_id });
             }
