@@ -29,6 +29,7 @@ impl Store {
                     ]
                 }));
         }
-        transaction.commit(script).await
+        transaction.commit(script).await?;
+        Ok(())
     }
 }

@@ -11,22 +11,19 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use sqlx::any::AnyRow;
+use sqlx::pool::PoolConnection;
 use sqlx::{AnyPool, Row};
 use tokio::sync::oneshot;
+
+use super::batcher::Batcher;
 
 use super::clients::{ClientRow, INSERT_CLIENTS};
 use super::codes::CodeRecord;
 use super::refresh::FamilyRecord;
 use super::script::{BatchTransaction, Param, Script};
 use super::{Backend, StoreError};
-
-/// Most rotations one transaction applies.
-const MAX_BATCH: usize = 64;
 
 /// A check's rejection, typed by the caller and carried through the queue.
 pub type Rejection = Box<dyn Any + Send>;
@@ -52,141 +49,35 @@ pub(super) enum RotationOutcome {
     NotLive,
 }
 
-/// A queue of jobs that one task at a time applies in batches.
-///
-/// The request that finds the queue idle spawns that task on its own runtime, and the task
-/// runs until the queue is empty. actix-web gives each worker thread its own runtime, so
-/// that request gets its reply without waking another thread. A long-lived task on the
-/// main runtime cost two thread wake-ups per request, which on a virtual machine cost more
-/// than the statements themselves. Requests from other workers still wait for the running
-/// task, so their jobs share its next batch.
-pub(super) struct Batcher<J> {
-    shared: Arc<Shared<J>>,
-}
-
-impl<J> Clone for Batcher<J> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<J> std::fmt::Debug for Batcher<J> {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Batcher").finish_non_exhaustive()
-    }
-}
-
-type Apply<J> = dyn Fn(Vec<J>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
-
-struct Shared<J> {
-    queue: Mutex<Queue<J>>,
-    apply: Box<Apply<J>>,
-}
-
-struct Queue<J> {
-    jobs: Vec<J>,
-    /// Whether a task is applying batches. The task clears it when it finds the queue empty.
-    running: bool,
-}
-
-impl<J: Send + 'static> Batcher<J> {
-    /// `apply` runs one batch and replies to each of its jobs.
-    fn new<F, Fut>(apply: F) -> Self
-    where
-        F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        Self {
-            shared: Arc::new(Shared {
-                queue: Mutex::new(Queue {
-                    jobs: Vec::new(),
-                    running: false,
-                }),
-                apply: Box::new(move |jobs| Box::pin(apply(jobs))),
-            }),
-        }
-    }
-
-    /// Queues a job. Its result comes through the reply channel the job carries.
-    pub(super) fn submit(&self, job: J) {
-        let start = {
-            let mut queue = self
-                .shared
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            queue.jobs.push(job);
-            !std::mem::replace(&mut queue.running, true)
-        };
-        if start {
-            tokio::spawn(drain(Arc::clone(&self.shared)));
-        }
-    }
-}
-
-/// Applies batches until the queue is empty.
-async fn drain<J>(shared: Arc<Shared<J>>) {
-    // Clears `running` if the task ends early, by a panic in a batch or its runtime
-    // stopping, so that the next job starts a new task. The jobs of that batch are dropped
-    // with their reply channels, and their callers see the queue as stopped.
-    struct Running<'a, J> {
-        shared: &'a Shared<J>,
-        armed: bool,
-    }
-    impl<J> Drop for Running<'_, J> {
-        fn drop(&mut self) {
-            if self.armed {
-                let mut queue = self
-                    .shared
-                    .queue
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                queue.running = false;
-            }
-        }
-    }
-    let mut running = Running {
-        shared: &shared,
-        armed: true,
-    };
-    loop {
-        let batch: Vec<J> = {
-            let mut queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            if queue.jobs.is_empty() {
-                queue.running = false;
-                running.armed = false;
-                return;
-            }
-            let count = queue.jobs.len().min(MAX_BATCH);
-            queue.jobs.drain(..count).collect()
-        };
-        (shared.apply)(batch).await;
-    }
-}
-
 /// Returns the batcher for refresh-token rotations.
 pub(super) fn rotations(writer: AnyPool, backend: Backend) -> Batcher<RotationJob> {
-    Batcher::new(move |batch| {
-        let writer = writer.clone();
-        async move { rotate_batch(&writer, backend, batch).await }
+    Batcher::new(writer, move |mut batch, checkout| async move {
+        let result = match checkout {
+            Ok(connection) => apply(BatchTransaction::new(connection, backend), &mut batch).await,
+            Err(error) => Err(error),
+        };
+        let (result, connection) = split_connection(result);
+        reply_all(batch.into_iter().map(|job| job.reply), result);
+        connection
     })
 }
 
-async fn rotate_batch(writer: &AnyPool, backend: Backend, mut pending: Vec<RotationJob>) {
-    let result = apply(writer, backend, &mut pending).await;
-    reply_all(pending.into_iter().map(|job| job.reply), result);
+/// Separates a batch's outcomes from the connection it ran on.
+fn split_connection<T>(
+    result: Result<(T, PoolConnection<sqlx::Any>), StoreError>,
+) -> (Result<T, StoreError>, Option<PoolConnection<sqlx::Any>>) {
+    match result {
+        Ok((outcomes, connection)) => (Ok(outcomes), Some(connection)),
+        Err(error) => (Err(error), None),
+    }
 }
 
-/// Runs one batch; returns each job's outcome, in job order.
+/// Runs one batch; returns each job's outcome, in job order, and the connection.
 async fn apply(
-    writer: &AnyPool,
-    backend: Backend,
+    mut transaction: BatchTransaction,
     jobs: &mut [RotationJob],
-) -> Result<Vec<RotationOutcome>, StoreError> {
+) -> Result<(Vec<RotationOutcome>, PoolConnection<sqlx::Any>), StoreError> {
     let now = jobs.iter().map(|job| job.now).max().unwrap_or_default();
-    let mut transaction = BatchTransaction::acquire(writer, backend).await?;
     let mut consume = transaction.script();
     consume
         .statement("UPDATE refresh_tokens SET rotated_at = ")
@@ -275,8 +166,8 @@ async fn apply(
                 ]
             }));
     }
-    transaction.commit(finish).await?;
-    Ok(outcomes)
+    let connection = transaction.commit(finish).await?;
+    Ok((outcomes, connection))
 }
 
 /// Runs a caller's check. A panic in one check fails its batch instead of the task that
@@ -321,12 +212,14 @@ pub(super) enum RedemptionOutcome {
 
 /// Returns the batcher for code redemptions.
 pub(super) fn redemptions(writer: AnyPool, backend: Backend) -> Batcher<RedemptionJob> {
-    Batcher::new(move |mut batch| {
-        let writer = writer.clone();
-        async move {
-            let result = redeem(&writer, backend, &mut batch).await;
-            reply_all(batch.into_iter().map(|job| job.reply), result);
-        }
+    Batcher::new(writer, move |mut batch, checkout| async move {
+        let result = match checkout {
+            Ok(connection) => redeem(BatchTransaction::new(connection, backend), &mut batch).await,
+            Err(error) => Err(error),
+        };
+        let (result, connection) = split_connection(result);
+        reply_all(batch.into_iter().map(|job| job.reply), result);
+        connection
     })
 }
 
@@ -358,12 +251,10 @@ fn reply_all<T>(
 /// code-to-family links of the accepted ones, in one transaction. A rejected check leaves
 /// its code consumed, so a guessed verifier gets one try.
 async fn redeem(
-    writer: &AnyPool,
-    backend: Backend,
+    mut transaction: BatchTransaction,
     jobs: &mut [RedemptionJob],
-) -> Result<Vec<RedemptionOutcome>, StoreError> {
+) -> Result<(Vec<RedemptionOutcome>, PoolConnection<sqlx::Any>), StoreError> {
     let now = jobs.iter().map(|job| job.now).max().unwrap_or_default();
-    let mut transaction = BatchTransaction::acquire(writer, backend).await?;
     let mut consume = transaction.script();
     consume
         .statement("UPDATE authorization_codes SET used_at = ")
@@ -473,8 +364,8 @@ async fn redeem(
             .list(accepted.iter().map(|(index, _, _)| &jobs[*index].code_hash))
             .sql(")");
     }
-    transaction.commit(finish).await?;
-    Ok(outcomes)
+    let connection = transaction.commit(finish).await?;
+    Ok((outcomes, connection))
 }
 
 /// A client insert waiting for the batch writer.
@@ -490,44 +381,66 @@ pub(super) struct ClientJob {
 /// an unreachable database, each row is inserted alone, so that one bad row (a tenant deleted
 /// meanwhile, say) fails only its own registration.
 pub(super) fn client_inserts(writer: AnyPool, backend: Backend) -> Batcher<ClientJob> {
-    Batcher::new(move |batch| {
-        let writer = writer.clone();
-        async move { insert_client_batch(&writer, backend, batch).await }
+    Batcher::new(writer, move |batch, checkout| async move {
+        match checkout {
+            Ok(mut connection) => {
+                let usable = insert_client_batch(&mut connection, backend, batch).await;
+                usable.then_some(connection)
+            }
+            Err(error) => {
+                reply_all(batch.into_iter().map(|job| job.reply), Err(error));
+                None
+            }
+        }
     })
 }
 
-async fn insert_client_batch(writer: &AnyPool, backend: Backend, batch: Vec<ClientJob>) {
-    match insert_clients(writer, backend, &batch).await {
+/// Inserts a batch of clients and replies to each job; returns whether the connection can
+/// run the next batch. A statement that fails on its own leaves no transaction open, so only
+/// an unreachable database makes the connection unusable.
+async fn insert_client_batch(
+    connection: &mut PoolConnection<sqlx::Any>,
+    backend: Backend,
+    batch: Vec<ClientJob>,
+) -> bool {
+    match insert_clients(connection, backend, &batch).await {
         Ok(()) => {
             for job in batch {
                 let _ = job.reply.send(Ok(()));
             }
+            true
+        }
+        Err(error) if error.is_unavailable() => {
+            reply_all(batch.into_iter().map(|job| job.reply), Err(error));
+            false
         }
         Err(error) if batch.len() == 1 => {
             if let Some(job) = batch.into_iter().next() {
                 let _ = job.reply.send(Err(error));
             }
+            true
         }
-        Err(error) if !error.is_unavailable() => {
+        Err(_) => {
+            let mut usable = true;
             for job in batch {
-                let result = insert_clients(writer, backend, std::slice::from_ref(&job)).await;
+                let result = insert_clients(connection, backend, std::slice::from_ref(&job)).await;
+                usable &= !result.as_ref().is_err_and(StoreError::is_unavailable);
                 let _ = job.reply.send(result);
             }
+            usable
         }
-        Err(error) => reply_all(batch.into_iter().map(|job| job.reply), Err(error)),
     }
 }
 
 async fn insert_clients(
-    writer: &AnyPool,
+    connection: &mut PoolConnection<sqlx::Any>,
     backend: Backend,
     jobs: &[ClientJob],
 ) -> Result<(), StoreError> {
-    let mut connection = writer.acquire().await?;
     let mut script = Script::new(backend);
     script
         .statement(INSERT_CLIENTS)
         .rows(jobs.iter().map(|job| job.row.params()));
-    script.run(&mut connection).await?;
+    script.run(connection).await?;
     Ok(())
 }

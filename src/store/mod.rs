@@ -5,6 +5,7 @@
 
 mod audit;
 mod batch;
+mod batcher;
 mod clients;
 mod codes;
 mod keys;
@@ -139,9 +140,9 @@ pub struct Store {
     pool: AnyPool,
     writer: AnyPool,
     backend: Backend,
-    rotations: batch::Batcher<batch::RotationJob>,
-    redemptions: batch::Batcher<batch::RedemptionJob>,
-    client_inserts: batch::Batcher<batch::ClientJob>,
+    rotations: batcher::Batcher<batch::RotationJob>,
+    redemptions: batcher::Batcher<batch::RedemptionJob>,
+    client_inserts: batcher::Batcher<batch::ClientJob>,
 }
 
 impl Store {

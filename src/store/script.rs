@@ -186,18 +186,25 @@ impl Script {
 /// closes the connection instead of returning it to the pool, and the database rolls the
 /// transaction back.
 pub(super) struct BatchTransaction {
-    connection: PoolConnection<Any>,
+    /// Always present until `commit` hands the connection back.
+    connection: Option<PoolConnection<Any>>,
     backend: Backend,
     open: bool,
 }
 
 impl BatchTransaction {
-    pub(super) async fn acquire(writer: &AnyPool, backend: Backend) -> Result<Self, StoreError> {
-        Ok(Self {
-            connection: writer.acquire().await?,
+    /// Prepares a transaction on `connection`, which must not be in one already.
+    pub(super) fn new(connection: PoolConnection<Any>, backend: Backend) -> Self {
+        Self {
+            connection: Some(connection),
             backend,
             open: false,
-        })
+        }
+    }
+
+    /// Prepares a transaction on a connection checked out from `writer`.
+    pub(super) async fn acquire(writer: &AnyPool, backend: Backend) -> Result<Self, StoreError> {
+        Ok(Self::new(writer.acquire().await?, backend))
     }
 
     /// Returns an empty script for this transaction's backend.
@@ -218,22 +225,33 @@ impl BatchTransaction {
             script.statements.insert(0, (begin.to_owned(), Vec::new()));
             self.open = true;
         }
-        script.run(&mut self.connection).await
+        let connection = self
+            .connection
+            .as_mut()
+            .ok_or_else(|| StoreError::Corrupt("a committed transaction was used".into()))?;
+        script.run(connection).await
     }
 
-    /// Runs `script`, then commits.
-    pub(super) async fn commit(mut self, mut script: Script) -> Result<(), StoreError> {
+    /// Runs `script`, commits, and returns the connection for further use.
+    pub(super) async fn commit(
+        mut self,
+        mut script: Script,
+    ) -> Result<PoolConnection<Any>, StoreError> {
         script.statement("COMMIT");
         self.run(script).await?;
         self.open = false;
-        Ok(())
+        self.connection
+            .take()
+            .ok_or_else(|| StoreError::Corrupt("a committed transaction was used".into()))
     }
 }
 
 impl Drop for BatchTransaction {
     fn drop(&mut self) {
-        if self.open {
-            self.connection.close_on_drop();
+        if self.open
+            && let Some(connection) = self.connection.as_mut()
+        {
+            connection.close_on_drop();
         }
     }
 }

@@ -1,0 +1,159 @@
+//! The queue behind group commit: concurrent requests queue jobs, and one task at a time
+//! applies them in batches on one writer connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool};
+
+use super::StoreError;
+
+/// Maximum number of jobs in one batch.
+const MAX_BATCH: usize = 64;
+
+/// Maximum time a task keeps the writer connection for further batches. A connection
+/// returned to sqlx's pool is available again only after a ping to it, which for SQLite is
+/// a round trip to the connection's worker thread, so under load a task applies batch after
+/// batch on one checkout. Returning it at least this often lets the other writers, which
+/// queue for SQLite's single writer connection, take their turn.
+const MAX_HOLD: Duration = Duration::from_millis(5);
+
+/// A writer connection from the pool, or the error that prevented checking one out.
+pub(super) type Checkout = Result<PoolConnection<Any>, StoreError>;
+
+/// Runs one batch on a checked-out connection, replies to each of its jobs and returns the
+/// connection if it can run the next batch.
+type Apply<J> = dyn Fn(Vec<J>, Checkout) -> Pin<Box<dyn Future<Output = Option<PoolConnection<Any>>> + Send>>
+    + Send
+    + Sync;
+
+/// A queue of jobs that one task at a time applies in batches.
+///
+/// The request that finds the queue idle spawns that task on its own runtime, and the task
+/// runs until the queue is empty. actix-web gives each worker thread its own runtime, so
+/// that request gets its reply without waking another thread. A long-lived task on the
+/// main runtime cost two thread wake-ups per request, which on a virtual machine cost more
+/// than the statements themselves. Requests from other workers still wait for the running
+/// task, so their jobs share its next batch.
+pub(super) struct Batcher<J> {
+    shared: Arc<Shared<J>>,
+}
+
+impl<J> Clone for Batcher<J> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<J> std::fmt::Debug for Batcher<J> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Batcher").finish_non_exhaustive()
+    }
+}
+
+struct Shared<J> {
+    queue: Mutex<Queue<J>>,
+    writer: AnyPool,
+    apply: Box<Apply<J>>,
+}
+
+struct Queue<J> {
+    jobs: Vec<J>,
+    /// Whether a task is applying batches. The task clears it when it finds the queue empty.
+    running: bool,
+}
+
+impl<J: Send + 'static> Batcher<J> {
+    /// Creates a batcher whose batches `apply` runs on connections from `writer`.
+    pub(super) fn new<F, Fut>(writer: AnyPool, apply: F) -> Self
+    where
+        F: Fn(Vec<J>, Checkout) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<PoolConnection<Any>>> + Send + 'static,
+    {
+        Self {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    jobs: Vec::new(),
+                    running: false,
+                }),
+                writer,
+                apply: Box::new(move |jobs, connection| Box::pin(apply(jobs, connection))),
+            }),
+        }
+    }
+
+    /// Queues a job. Its result comes through the reply channel the job carries.
+    pub(super) fn submit(&self, job: J) {
+        let start = {
+            let mut queue = self
+                .shared
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            queue.jobs.push(job);
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start {
+            tokio::spawn(drain(Arc::clone(&self.shared)));
+        }
+    }
+}
+
+/// Applies batches until the queue is empty.
+async fn drain<J>(shared: Arc<Shared<J>>) {
+    // Clears `running` if the task ends early, by a panic in a batch or its runtime
+    // stopping, so that the next job starts a new task. The jobs of that batch are dropped
+    // with their reply channels, and their callers see the queue as stopped.
+    struct Running<'a, J> {
+        shared: &'a Shared<J>,
+        armed: bool,
+    }
+    impl<J> Drop for Running<'_, J> {
+        fn drop(&mut self) {
+            if self.armed {
+                let mut queue = self
+                    .shared
+                    .queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                queue.running = false;
+            }
+        }
+    }
+    let mut running = Running {
+        shared: &shared,
+        armed: true,
+    };
+
+    let mut checked_out: Option<(PoolConnection<Any>, Instant)> = None;
+    loop {
+        let batch: Vec<J> = {
+            let mut queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.jobs.is_empty() {
+                queue.running = false;
+                running.armed = false;
+                return;
+            }
+            let count = queue.jobs.len().min(MAX_BATCH);
+            queue.jobs.drain(..count).collect()
+        };
+
+        let (checkout, since) = match checked_out.take() {
+            Some((connection, since)) if since.elapsed() < MAX_HOLD => (Ok(connection), since),
+            previous => {
+                // Returns the connection first, so that writers already waiting get it.
+                drop(previous);
+                let checkout = shared.writer.acquire().await.map_err(StoreError::from);
+                (checkout, Instant::now())
+            }
+        };
+        checked_out = (shared.apply)(batch, checkout)
+            .await
+            .map(|connection| (connection, since));
+    }
+}
