@@ -11,6 +11,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::future::Future;
 
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
@@ -19,7 +20,7 @@ use tokio::sync::oneshot;
 
 use super::batcher::Batcher;
 
-use super::clients::{ClientRow, INSERT_CLIENTS};
+use super::clients::INSERT_CLIENTS;
 use super::codes::CodeRecord;
 use super::refresh::FamilyRecord;
 use super::script::{BatchTransaction, Param, Script};
@@ -49,17 +50,52 @@ pub(super) enum RotationOutcome {
     NotLive,
 }
 
-/// Returns the batcher for refresh-token rotations.
-pub(super) fn rotations(writer: AnyPool, backend: Backend) -> Batcher<RotationJob> {
-    Batcher::new(writer, move |mut batch, checkout| async move {
+/// A job that batches apply in one transaction.
+pub(super) trait TransactionJob: Sized + Send + 'static {
+    type Outcome: Send + 'static;
+
+    /// Runs a batch in `transaction` and commits; returns each job's outcome, in job order,
+    /// and the connection.
+    fn apply(
+        transaction: BatchTransaction,
+        jobs: &mut [Self],
+    ) -> impl Future<Output = Result<(Vec<Self::Outcome>, PoolConnection<sqlx::Any>), StoreError>> + Send;
+
+    fn into_reply(self) -> oneshot::Sender<Result<Self::Outcome, StoreError>>;
+}
+
+/// Returns a batcher that applies each batch of `J` in one transaction on `writer`.
+pub(super) fn transaction_batcher<J: TransactionJob>(
+    writer: AnyPool,
+    backend: Backend,
+) -> Batcher<J> {
+    Batcher::new(writer, move |mut batch: Vec<J>, checkout| async move {
         let result = match checkout {
-            Ok(connection) => apply(BatchTransaction::new(connection, backend), &mut batch).await,
+            Ok(connection) => {
+                J::apply(BatchTransaction::new(connection, backend), &mut batch).await
+            }
             Err(error) => Err(error),
         };
         let (result, connection) = split_connection(result);
-        reply_all(batch.into_iter().map(|job| job.reply), result);
+        reply_all(batch.into_iter().map(J::into_reply), result);
         connection
     })
+}
+
+impl TransactionJob for RotationJob {
+    type Outcome = RotationOutcome;
+
+    fn apply(
+        transaction: BatchTransaction,
+        jobs: &mut [Self],
+    ) -> impl Future<Output = Result<(Vec<RotationOutcome>, PoolConnection<sqlx::Any>), StoreError>> + Send
+    {
+        rotate(transaction, jobs)
+    }
+
+    fn into_reply(self) -> oneshot::Sender<Result<RotationOutcome, StoreError>> {
+        self.reply
+    }
 }
 
 /// Separates a batch's outcomes from the connection it ran on.
@@ -72,8 +108,9 @@ fn split_connection<T>(
     }
 }
 
-/// Runs one batch; returns each job's outcome, in job order, and the connection.
-async fn apply(
+/// Rotates a batch of refresh tokens: one consuming `UPDATE`, then the successors of the
+/// accepted ones, in one transaction.
+async fn rotate(
     mut transaction: BatchTransaction,
     jobs: &mut [RotationJob],
 ) -> Result<(Vec<RotationOutcome>, PoolConnection<sqlx::Any>), StoreError> {
@@ -210,17 +247,21 @@ pub(super) enum RedemptionOutcome {
     NotRedeemable,
 }
 
-/// Returns the batcher for code redemptions.
-pub(super) fn redemptions(writer: AnyPool, backend: Backend) -> Batcher<RedemptionJob> {
-    Batcher::new(writer, move |mut batch, checkout| async move {
-        let result = match checkout {
-            Ok(connection) => redeem(BatchTransaction::new(connection, backend), &mut batch).await,
-            Err(error) => Err(error),
-        };
-        let (result, connection) = split_connection(result);
-        reply_all(batch.into_iter().map(|job| job.reply), result);
-        connection
-    })
+impl TransactionJob for RedemptionJob {
+    type Outcome = RedemptionOutcome;
+
+    fn apply(
+        transaction: BatchTransaction,
+        jobs: &mut [Self],
+    ) -> impl Future<
+        Output = Result<(Vec<RedemptionOutcome>, PoolConnection<sqlx::Any>), StoreError>,
+    > + Send {
+        redeem(transaction, jobs)
+    }
+
+    fn into_reply(self) -> oneshot::Sender<Result<RedemptionOutcome, StoreError>> {
+        self.reply
+    }
 }
 
 /// Sends each job its outcome, or every job the batch's failure.
@@ -370,7 +411,8 @@ async fn redeem(
 
 /// A client insert waiting for the batch writer.
 pub(super) struct ClientJob {
-    pub row: ClientRow,
+    /// The row's values in the column order of `INSERT_CLIENTS`.
+    pub row: Vec<Param>,
     pub reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -440,7 +482,7 @@ async fn insert_clients(
     let mut script = Script::new(backend);
     script
         .statement(INSERT_CLIENTS)
-        .rows(jobs.iter().map(|job| job.row.params()));
+        .rows(jobs.iter().map(|job| job.row.clone()));
     script.run(connection).await?;
     Ok(())
 }

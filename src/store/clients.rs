@@ -49,41 +49,10 @@ fn client_from_row(row: &AnyRow) -> Result<ClientRecord, StoreError> {
     })
 }
 
-/// A client's row as a batched insert carries it.
-pub(super) struct ClientRow {
-    pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret_hash: Option<String>,
-    pub client_secret_expires_at: Option<i64>,
-    pub registration_access_token_hash: Option<String>,
-    pub token_endpoint_auth_method: String,
-    pub registered_by: String,
-    pub metadata: String,
-    pub issued_at: i64,
-}
-
-/// The start of a client insert; `ClientRow::params` gives a row's values in its order.
+/// The start of a client insert; `Store::insert_client` gives a row's values in its order.
 pub(super) const INSERT_CLIENTS: &str = "INSERT INTO clients (tenant_id, client_id, \
      client_secret_hash, client_secret_expires_at, registration_access_token_hash, \
      token_endpoint_auth_method, registered_by, metadata, client_id_issued_at, updated_at) VALUES ";
-
-impl ClientRow {
-    /// The row's values in the column order of `INSERT_CLIENTS`.
-    pub(super) fn params(&self) -> Vec<Param> {
-        vec![
-            Param::from(&self.tenant_id),
-            Param::from(&self.client_id),
-            Param::from(&self.client_secret_hash),
-            Param::from(self.client_secret_expires_at),
-            Param::from(&self.registration_access_token_hash),
-            Param::from(&self.token_endpoint_auth_method),
-            Param::from(&self.registered_by),
-            Param::from(&self.metadata),
-            Param::from(self.issued_at),
-            Param::from(self.issued_at),
-        ]
-    }
-}
 
 impl Store {
     /// Inserts a client. Concurrent registrations share one statement (see `batch`).
@@ -92,19 +61,18 @@ impl Store {
         tenant_id: &str,
         client: &NewClient<'_>,
     ) -> Result<(), StoreError> {
-        let row = ClientRow {
-            tenant_id: tenant_id.to_owned(),
-            client_id: client.client_id.to_owned(),
-            client_secret_hash: client.client_secret_hash.map(str::to_owned),
-            client_secret_expires_at: client.client_secret_expires_at,
-            registration_access_token_hash: client
-                .registration_access_token_hash
-                .map(str::to_owned),
-            token_endpoint_auth_method: client.token_endpoint_auth_method.to_owned(),
-            registered_by: client.registered_by.to_owned(),
-            metadata: client.metadata.to_owned(),
-            issued_at: client.issued_at,
-        };
+        let row = vec![
+            Param::from(tenant_id),
+            Param::from(client.client_id),
+            Param::from(client.client_secret_hash),
+            Param::from(client.client_secret_expires_at),
+            Param::from(client.registration_access_token_hash),
+            Param::from(client.token_endpoint_auth_method),
+            Param::from(client.registered_by),
+            Param::from(client.metadata),
+            Param::from(client.issued_at),
+            Param::from(client.issued_at),
+        ];
         let (reply, answer) = tokio::sync::oneshot::channel();
         let stopped = || StoreError::Batch {
             unavailable: true,

@@ -170,8 +170,8 @@ impl Store {
                 .await?;
                 start_checkpoints(pool.clone());
                 Ok(Self {
-                    rotations: batch::rotations(writer.clone(), backend),
-                    redemptions: batch::redemptions(writer.clone(), backend),
+                    rotations: batch::transaction_batcher(writer.clone(), backend),
+                    redemptions: batch::transaction_batcher(writer.clone(), backend),
                     client_inserts: batch::client_inserts(writer.clone(), backend),
                     pool,
                     writer,
@@ -185,8 +185,8 @@ impl Store {
                     .connect(&settings.url)
                     .await?;
                 Ok(Self {
-                    rotations: batch::rotations(pool.clone(), backend),
-                    redemptions: batch::redemptions(pool.clone(), backend),
+                    rotations: batch::transaction_batcher(pool.clone(), backend),
+                    redemptions: batch::transaction_batcher(pool.clone(), backend),
                     client_inserts: batch::client_inserts(pool.clone(), backend),
                     writer: pool.clone(),
                     pool,

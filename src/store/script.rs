@@ -50,6 +50,12 @@ impl From<&String> for Param {
     }
 }
 
+impl From<Option<&str>> for Param {
+    fn from(value: Option<&str>) -> Self {
+        Self::OptionalText(value.map(str::to_owned))
+    }
+}
+
 impl From<&Option<String>> for Param {
     fn from(value: &Option<String>) -> Self {
         Self::OptionalText(value.clone())
