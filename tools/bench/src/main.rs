@@ -201,7 +201,7 @@ async fn run(options: Options) -> Result<(), String> {
     }
 }
 
-/// What one server's run produced.
+/// The measurements and outcome of one server's run.
 struct ServerRun {
     measurements: Vec<Measurement>,
     peak_memory_mib: Option<f64>,
