@@ -23,7 +23,7 @@ use sqlx::{Any, AnyPool};
 
 use super::{Backend, StoreError};
 
-/// Most parameters a statement may have and still be kept prepared in the connection's
+/// Maximum number of parameters of a statement that is kept prepared in the connection's
 /// statement cache. The cache keeps up to 100 statements whatever their size, and each batch
 /// size is a statement of its own. Kept prepared, the large statements of audit batches
 /// added about 19 MiB to the server's peak memory in the benchmark harness's full run.
