@@ -15,8 +15,8 @@ fn main() -> ExitCode {
 ///   the system when freed. glibc otherwise raises the threshold after the first such block
 ///   is freed, so each 19 MiB buffer of an argon2 password check then stayed in its arena.
 /// - A trim threshold of 8 MiB. Fixing the mmap threshold also fixes the trim threshold at
-///   its default of 128 KiB, and returning memory to the system that often cost 5 to 10 %
-///   of the CPU of a registration or code exchange in the benchmark harness.
+///   its default of 128 KiB. Returning memory to the system that often cost 5 to 10 % of the
+///   CPU of a registration or code exchange in the benchmark harness.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
     let configured = std::env::vars_os().any(|(name, _)| {

@@ -33,6 +33,21 @@ pub type GrantCheck<R> = Box<dyn FnOnce(&R) -> Result<(), Rejection> + Send>;
 /// A caller's check of a live refresh token's grant.
 pub type Check = GrantCheck<FamilyRecord>;
 
+/// Boxes a caller's check, whose rejection is of the caller's type `E`, for the queue.
+pub(super) fn grant_check<R, E: Send + 'static>(
+    check: impl FnOnce(&R) -> Result<(), E> + Send + 'static,
+) -> GrantCheck<R> {
+    Box::new(move |record| check(record).map_err(|rejection| Box::new(rejection) as Rejection))
+}
+
+/// Returns a rejection that `grant_check` boxed as the caller's type again.
+pub(super) fn typed_rejection<E: 'static>(rejection: Rejection) -> Result<E, StoreError> {
+    rejection
+        .downcast::<E>()
+        .map(|rejection| *rejection)
+        .map_err(|_| StoreError::Corrupt("a grant check returned an unexpected type".into()))
+}
+
 pub(super) struct RotationJob {
     pub tenant_id: String,
     pub token_hash: String,
@@ -54,6 +69,9 @@ pub(super) enum RotationOutcome {
 pub(super) trait TransactionJob: Sized + Send + 'static {
     type Outcome: Send + 'static;
 
+    /// What the jobs do, for errors.
+    const NAME: &'static str;
+
     /// Runs a batch in `transaction` and commits; returns each job's outcome, in job order,
     /// and the connection.
     fn apply(
@@ -69,21 +87,26 @@ pub(super) fn transaction_batcher<J: TransactionJob>(
     writer: AnyPool,
     backend: Backend,
 ) -> Batcher<J> {
-    Batcher::new(writer, move |mut batch: Vec<J>, checkout| async move {
-        let result = match checkout {
-            Ok(connection) => {
-                J::apply(BatchTransaction::new(connection, backend), &mut batch).await
-            }
-            Err(error) => Err(error),
-        };
-        let (result, connection) = split_connection(result);
-        reply_all(batch.into_iter().map(J::into_reply), result);
-        connection
-    })
+    Batcher::new(
+        J::NAME,
+        writer,
+        move |mut batch: Vec<J>, checkout| async move {
+            let result = match checkout {
+                Ok(connection) => {
+                    J::apply(BatchTransaction::new(connection, backend), &mut batch).await
+                }
+                Err(error) => Err(error),
+            };
+            let (result, connection) = split_connection(result);
+            reply_all(batch.into_iter().map(J::into_reply), result);
+            connection
+        },
+    )
 }
 
 impl TransactionJob for RotationJob {
     type Outcome = RotationOutcome;
+    const NAME: &'static str = "rotation";
 
     fn apply(
         transaction: BatchTransaction,
@@ -249,6 +272,7 @@ pub(super) enum RedemptionOutcome {
 
 impl TransactionJob for RedemptionJob {
     type Outcome = RedemptionOutcome;
+    const NAME: &'static str = "redemption";
 
     fn apply(
         transaction: BatchTransaction,
@@ -423,7 +447,7 @@ pub(super) struct ClientJob {
 /// an unreachable database, each row is inserted alone, so that one bad row (a tenant deleted
 /// meanwhile, say) fails only its own registration.
 pub(super) fn client_inserts(writer: AnyPool, backend: Backend) -> Batcher<ClientJob> {
-    Batcher::new(writer, move |batch, checkout| async move {
+    Batcher::new("registration", writer, move |batch, checkout| async move {
         match checkout {
             Ok(mut connection) => {
                 let usable = insert_client_batch(&mut connection, backend, batch).await;

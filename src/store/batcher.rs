@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool};
+use tokio::sync::oneshot;
 
 use super::StoreError;
 
@@ -57,6 +58,8 @@ impl<J> std::fmt::Debug for Batcher<J> {
 }
 
 struct Shared<J> {
+    /// What the queue applies, for the error when it has stopped.
+    name: &'static str,
     queue: Mutex<Queue<J>>,
     writer: AnyPool,
     apply: Box<Apply<J>>,
@@ -69,14 +72,16 @@ struct Queue<J> {
 }
 
 impl<J: Send + 'static> Batcher<J> {
-    /// Creates a batcher whose batches `apply` runs on connections from `writer`.
-    pub(super) fn new<F, Fut>(writer: AnyPool, apply: F) -> Self
+    /// Creates a batcher of `name` jobs whose batches `apply` runs on connections from
+    /// `writer`.
+    pub(super) fn new<F, Fut>(name: &'static str, writer: AnyPool, apply: F) -> Self
     where
         F: Fn(Vec<J>, Checkout) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Option<PoolConnection<Any>>> + Send + 'static,
     {
         Self {
             shared: Arc::new(Shared {
+                name,
                 queue: Mutex::new(Queue {
                     jobs: Vec::new(),
                     running: false,
@@ -87,8 +92,23 @@ impl<J: Send + 'static> Batcher<J> {
         }
     }
 
+    /// Queues the job `job` builds around a reply channel and waits for its result.
+    pub(super) async fn run<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> J,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(job(reply));
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Batch {
+                unavailable: true,
+                message: format!("the {} queue has stopped", self.shared.name),
+            })
+        })
+    }
+
     /// Queues a job. Its result comes through the reply channel the job carries.
-    pub(super) fn submit(&self, job: J) {
+    fn submit(&self, job: J) {
         let start = {
             let mut queue = self
                 .shared

@@ -73,13 +73,9 @@ impl Store {
             Param::from(client.issued_at),
             Param::from(client.issued_at),
         ];
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let stopped = || StoreError::Batch {
-            unavailable: true,
-            message: "the registration queue has stopped".into(),
-        };
-        self.client_inserts.submit(ClientJob { row, reply });
-        answer.await.map_err(|_| stopped())?
+        self.client_inserts
+            .run(|reply| ClientJob { row, reply })
+            .await
     }
 
     pub async fn client_by_id(

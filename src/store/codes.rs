@@ -1,6 +1,6 @@
 use sqlx::Row;
 
-use super::batch::{RedemptionJob, RedemptionOutcome, Rejection};
+use super::batch::{RedemptionJob, RedemptionOutcome, grant_check, typed_rejection};
 use super::{Store, StoreError};
 
 #[derive(Clone, Debug)]
@@ -88,33 +88,25 @@ impl Store {
         now: i64,
         check: impl FnOnce(&CodeRecord) -> Result<(), E> + Send + 'static,
     ) -> Result<RedeemedCode<E>, StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = RedemptionJob {
-            tenant_id: tenant_id.to_owned(),
-            code_hash: code_hash.to_owned(),
-            refresh_hash: refresh_hash.map(str::to_owned),
-            refresh_expires_at,
-            now,
-            check: Box::new(move |code| {
-                check(code).map_err(|rejection| Box::new(rejection) as Rejection)
-            }),
-            reply,
-        };
-        let stopped = || StoreError::Batch {
-            unavailable: true,
-            message: "the redemption queue has stopped".into(),
-        };
-        self.redemptions.submit(job);
-        match answer.await.map_err(|_| stopped())?? {
+        let outcome = self
+            .redemptions
+            .run(|reply| RedemptionJob {
+                tenant_id: tenant_id.to_owned(),
+                code_hash: code_hash.to_owned(),
+                refresh_hash: refresh_hash.map(str::to_owned),
+                refresh_expires_at,
+                now,
+                check: grant_check(check),
+                reply,
+            })
+            .await?;
+        match outcome {
             RedemptionOutcome::Issued { code, family_id } => {
                 Ok(RedeemedCode::Issued { code, family_id })
             }
-            RedemptionOutcome::Rejected(rejection) => match rejection.downcast::<E>() {
-                Ok(rejection) => Ok(RedeemedCode::Rejected(*rejection)),
-                Err(_) => Err(StoreError::Corrupt(
-                    "a redemption check returned an unexpected type".into(),
-                )),
-            },
+            RedemptionOutcome::Rejected(rejection) => {
+                Ok(RedeemedCode::Rejected(typed_rejection(rejection)?))
+            }
             RedemptionOutcome::NotRedeemable => {
                 self.handle_unredeemable_code(tenant_id, code_hash, now)
                     .await

@@ -114,6 +114,17 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Returns the statement that starts a write transaction. SQLite takes the write lock at
+    /// `BEGIN IMMEDIATE`, so the busy timeout covers waiting for another writer. A deferred
+    /// transaction that reads before it writes would instead fail with SQLITE_BUSY when
+    /// another writer commits in between.
+    fn begin_statement(self) -> &'static str {
+        match self {
+            Self::Sqlite => "BEGIN IMMEDIATE",
+            Self::Postgres => "BEGIN",
+        }
+    }
+
     pub fn from_url(url: &str) -> Result<Self, String> {
         if url.starts_with("sqlite:") {
             Ok(Self::Sqlite)
@@ -152,7 +163,7 @@ impl Store {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
         let backend = Backend::from_url(&settings.url).map_err(StoreError::Corrupt)?;
-        match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url_creating_file(&settings.url);
                 let synchronous = settings.sqlite_synchronous;
@@ -169,14 +180,7 @@ impl Store {
                 .connect(&url)
                 .await?;
                 start_checkpoints(pool.clone());
-                Ok(Self {
-                    rotations: batch::transaction_batcher(writer.clone(), backend),
-                    redemptions: batch::transaction_batcher(writer.clone(), backend),
-                    client_inserts: batch::client_inserts(writer.clone(), backend),
-                    pool,
-                    writer,
-                    backend,
-                })
+                (pool, writer)
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -184,16 +188,17 @@ impl Store {
                     .acquire_timeout(settings.acquire_timeout)
                     .connect(&settings.url)
                     .await?;
-                Ok(Self {
-                    rotations: batch::transaction_batcher(pool.clone(), backend),
-                    redemptions: batch::transaction_batcher(pool.clone(), backend),
-                    client_inserts: batch::client_inserts(pool.clone(), backend),
-                    writer: pool.clone(),
-                    pool,
-                    backend,
-                })
+                (pool.clone(), pool)
             }
-        }
+        };
+        Ok(Self {
+            rotations: batch::transaction_batcher(writer.clone(), backend),
+            redemptions: batch::transaction_batcher(writer.clone(), backend),
+            client_inserts: batch::client_inserts(writer.clone(), backend),
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// Applies every pending migration. On PostgreSQL the migrator holds an advisory lock, so
@@ -258,19 +263,16 @@ impl Store {
         self.writer.close().await;
     }
 
-    /// Starts a write transaction. SQLite takes the write lock at `BEGIN IMMEDIATE`, so the
-    /// busy timeout covers the wait. A deferred transaction that reads before it writes would
-    /// instead fail with SQLITE_BUSY when another writer commits in between.
+    /// Starts a write transaction with the backend's `begin_statement`.
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        let transaction = match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
-        };
-        Ok(transaction)
+        Ok(self
+            .writer
+            .begin_with(self.backend.begin_statement())
+            .await?)
     }
 }
 
-/// What a SQLite pool's connections are for.
+/// The role of a SQLite pool's connections.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
     Writer,
@@ -288,8 +290,9 @@ const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_milli
 /// SQLite's automatic checkpoint runs inside the commit that crosses the WAL size limit, on
 /// the one writer connection: it copies pages into the database file and syncs both files
 /// while every other writer waits. A passive checkpoint from another connection does the
-/// same work beside the writer, which keeps appending to the WAL meanwhile. Passive
-/// checkpoints never wait for locks, so a busy moment only defers the copy to the next round.
+/// same work beside the writer, which keeps appending to the WAL meanwhile. A passive
+/// checkpoint copies only what no reader still needs and waits for no lock, so a busy moment
+/// defers the rest of the copy to the next round.
 fn start_checkpoints(pool: AnyPool) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);

@@ -1,7 +1,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::batch::{Rejection, RotationJob, RotationOutcome};
+use super::batch::{RotationJob, RotationOutcome, grant_check, typed_rejection};
 use super::{Store, StoreError};
 
 /// A refresh token with the grant of its family.
@@ -59,31 +59,23 @@ impl Store {
         now: i64,
         check: impl FnOnce(&FamilyRecord) -> Result<(), E> + Send + 'static,
     ) -> Result<RotatedToken<E>, StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = RotationJob {
-            tenant_id: tenant_id.to_owned(),
-            token_hash: token_hash.to_owned(),
-            successor_hash: successor_hash.to_owned(),
-            successor_expires_at,
-            now,
-            check: Box::new(move |family| {
-                check(family).map_err(|rejection| Box::new(rejection) as Rejection)
-            }),
-            reply,
-        };
-        let stopped = || StoreError::Batch {
-            unavailable: true,
-            message: "the rotation queue has stopped".into(),
-        };
-        self.rotations.submit(job);
-        match answer.await.map_err(|_| stopped())?? {
+        let outcome = self
+            .rotations
+            .run(|reply| RotationJob {
+                tenant_id: tenant_id.to_owned(),
+                token_hash: token_hash.to_owned(),
+                successor_hash: successor_hash.to_owned(),
+                successor_expires_at,
+                now,
+                check: grant_check(check),
+                reply,
+            })
+            .await?;
+        match outcome {
             RotationOutcome::Rotated(family) => Ok(RotatedToken::Rotated(family)),
-            RotationOutcome::Rejected(rejection) => match rejection.downcast::<E>() {
-                Ok(rejection) => Ok(RotatedToken::Rejected(*rejection)),
-                Err(_) => Err(StoreError::Corrupt(
-                    "a rotation check returned an unexpected type".into(),
-                )),
-            },
+            RotationOutcome::Rejected(rejection) => {
+                Ok(RotatedToken::Rejected(typed_rejection(rejection)?))
+            }
             RotationOutcome::NotLive => {
                 self.handle_unrotatable_token(tenant_id, token_hash, now)
                     .await

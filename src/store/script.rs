@@ -221,13 +221,8 @@ impl BatchTransaction {
     /// Runs `script` inside the transaction, which it begins first if needed, and returns the rows.
     pub(super) async fn run(&mut self, mut script: Script) -> Result<Vec<AnyRow>, StoreError> {
         if !self.open {
-            // SQLite takes the write lock at `BEGIN IMMEDIATE`, so the busy timeout covers
-            // waiting for another process's writer. `BEGIN` has no parameters, so the
-            // script's parameters keep their positions.
-            let begin = match self.backend {
-                Backend::Sqlite => "BEGIN IMMEDIATE",
-                Backend::Postgres => "BEGIN",
-            };
+            // `BEGIN` has no parameters, so the script's parameters keep their positions.
+            let begin = self.backend.begin_statement();
             script.statements.insert(0, (begin.to_owned(), Vec::new()));
             self.open = true;
         }
