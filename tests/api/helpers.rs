@@ -505,47 +505,27 @@ impl TestApp {
     /// Runs the whole browser flow at `acme` as `alice` for `RS1` and returns the code and
     /// its verifier.
     pub async fn code_for(&self, client: &TestClient) -> (String, String) {
-        let browser = Browser::new(self, TENANT);
-        let (verifier, challenge) = pkce();
-        let location = browser
-            .authorize_and_approve(
-                &[
-                    ("response_type", "code"),
-                    ("client_id", &client.client_id),
-                    ("redirect_uri", &client.redirect_uri),
-                    ("code_challenge", &challenge),
-                    ("code_challenge_method", "S256"),
-                    ("state", "s1"),
-                    ("resource", RS1),
-                ],
-                USER,
-                PASSWORD,
-            )
-            .await;
-        let params = query_params(&location);
-        (
-            params
-                .get("code")
-                .cloned()
-                .expect("no code in the redirect"),
-            verifier,
+        code_from(&Browser::new(self, TENANT), client).await
+    }
+
+    /// Presents a code at the token endpoint with `client`'s redirect URI and `RS1`.
+    pub async fn redeem(&self, client: &TestClient, code: &str, verifier: &str) -> Response {
+        self.token(
+            client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &client.redirect_uri),
+                ("code_verifier", verifier),
+                ("resource", RS1),
+            ],
         )
+        .await
     }
 
     /// Exchanges a code for tokens, asserting 200.
     pub async fn exchange(&self, client: &TestClient, code: &str, verifier: &str) -> Tokens {
-        let response = self
-            .token(
-                client,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", code),
-                    ("redirect_uri", &client.redirect_uri),
-                    ("code_verifier", verifier),
-                    ("resource", RS1),
-                ],
-            )
-            .await;
+        let response = self.redeem(client, code, verifier).await;
         assert_eq!(response.status(), StatusCode::OK, "code exchange failed");
         tokens(response).await
     }
@@ -797,4 +777,34 @@ impl TestApp {
             .await
             .expect("listing clients failed")
     }
+}
+
+/// Runs the authorization flow for `client` and `RS1` in `browser`, logging in as `alice`
+/// and approving consent when the server shows those pages, and returns the code and its
+/// verifier.
+pub async fn code_from(browser: &Browser, client: &TestClient) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let location = browser
+        .authorize_and_approve(
+            &[
+                ("response_type", "code"),
+                ("client_id", &client.client_id),
+                ("redirect_uri", &client.redirect_uri),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("state", "s1"),
+                ("resource", RS1),
+            ],
+            USER,
+            PASSWORD,
+        )
+        .await;
+    let params = query_params(&location);
+    (
+        params
+            .get("code")
+            .cloned()
+            .expect("no code in the redirect"),
+        verifier,
+    )
 }

@@ -164,14 +164,7 @@ async fn outage_answers_503_then_recovers() {
     let tokens = app.tokens_for(&client).await;
     let refresh_token = tokens.refresh_token.unwrap();
     let (code, verifier) = app.code_for(&client).await;
-    let redemption = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", client.redirect_uri.as_str()),
-        ("code_verifier", verifier.as_str()),
-        ("resource", RS1),
-    ];
-    let redeem_code = || app.token(&client, &redemption);
+    let redeem_code = || app.redeem(&client, &code, &verifier);
     let (_, challenge) = pkce();
     let authorize = format!(
         "{}/authorize?response_type=code&client_id={}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&resource={}",

@@ -29,26 +29,7 @@ async fn codes_for(app: &TestApp, client: &TestClient, count: usize) -> Vec<(Str
     let browser = Browser::new(app, TENANT);
     let mut codes = Vec::with_capacity(count);
     for _ in 0..count {
-        let (verifier, challenge) = pkce();
-        let location = browser
-            .authorize_and_approve(
-                &[
-                    ("response_type", "code"),
-                    ("client_id", &client.client_id),
-                    ("redirect_uri", &client.redirect_uri),
-                    ("code_challenge", &challenge),
-                    ("code_challenge_method", "S256"),
-                    ("state", "s1"),
-                    ("resource", RS1),
-                ],
-                USER,
-                PASSWORD,
-            )
-            .await;
-        let code = query_params(&location)
-            .remove("code")
-            .expect("no code in the redirect");
-        codes.push((code, verifier));
+        codes.push(code_from(&browser, client).await);
     }
     codes
 }
@@ -642,18 +623,7 @@ async fn expired_code_is_rejected(app: TestApp) {
     let client = app.public_client().await;
     let (code, verifier) = app.code_for(&client).await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let response = app
-        .token(
-            &client,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", &client.redirect_uri),
-                ("code_verifier", &verifier),
-                ("resource", RS1),
-            ],
-        )
-        .await;
+    let response = app.redeem(&client, &code, &verifier).await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_grant").await;
 }
 db_test!(expired_code_is_rejected);
@@ -1051,18 +1021,7 @@ db_test!(single_resource_tenant_defaults_audience);
 async fn token_response_is_not_cacheable(app: TestApp) {
     let client = app.public_client().await;
     let (code, verifier) = app.code_for(&client).await;
-    let response = app
-        .token(
-            &client,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", &client.redirect_uri),
-                ("code_verifier", &verifier),
-                ("resource", RS1),
-            ],
-        )
-        .await;
+    let response = app.redeem(&client, &code, &verifier).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["pragma"], "no-cache");
