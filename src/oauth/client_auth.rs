@@ -9,7 +9,7 @@ use super::OAuthError;
 use std::sync::Arc;
 
 use super::client::{AuthMethod, Client, ClientDirectory};
-use super::params::Params;
+use super::params::{Params, decode_component};
 use crate::secret::{constant_time_eq, hash_token};
 
 /// Credentials as presented, before they are checked.
@@ -114,21 +114,12 @@ fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
-    let id = form_decode(id).ok_or_else(malformed)?;
-    let secret = form_decode(secret).ok_or_else(malformed)?;
+    let id = decode_component(id.as_bytes()).map_err(|_| malformed())?;
+    let secret = decode_component(secret.as_bytes()).map_err(|_| malformed())?;
     if id.is_empty() {
         return Err(malformed());
     }
     Ok((id, secret))
-}
-
-/// Decodes a form-encoded credential, or `None` when it is not UTF-8 or contains NUL.
-fn form_decode(value: &str) -> Option<String> {
-    let spaced = value.replace('+', " ");
-    let decoded = percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8()
-        .ok()?;
-    (!decoded.contains('\0')).then(|| decoded.into_owned())
 }
 
 #[cfg(test)]

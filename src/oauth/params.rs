@@ -92,21 +92,41 @@ impl Params {
     }
 }
 
-/// Decodes one form-encoded component: `+` is a space, `%XX` a byte.
-fn decode(raw: &[u8]) -> Result<String, OAuthError> {
-    let spaced: Vec<u8> = raw
-        .iter()
-        .map(|byte| if *byte == b'+' { b' ' } else { *byte })
-        .collect();
-    let bytes: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
-    let text = String::from_utf8(bytes)
-        .map_err(|_| OAuthError::invalid_request("a parameter is not valid UTF-8"))?;
+/// The reason a form-encoded component was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    NotUtf8,
+    ContainsNul,
+}
+
+/// Decodes one form-encoded component, where `+` is a space and `%XX` a byte. The text must
+/// be UTF-8 without NUL characters.
+pub(crate) fn decode_component(raw: &[u8]) -> Result<String, DecodeError> {
+    let spaced: std::borrow::Cow<'_, [u8]> = if raw.contains(&b'+') {
+        raw.iter()
+            .map(|byte| if *byte == b'+' { b' ' } else { *byte })
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        raw.into()
+    };
+    let text = percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .map_err(|_| DecodeError::NotUtf8)?;
     if text.contains('\0') {
-        return Err(OAuthError::invalid_request(
-            "a parameter contains a NUL character",
-        ));
+        return Err(DecodeError::ContainsNul);
     }
-    Ok(text)
+    Ok(text.into_owned())
+}
+
+/// Decodes a parameter's name or value for `Params::parse`.
+fn decode(raw: &[u8]) -> Result<String, OAuthError> {
+    decode_component(raw).map_err(|error| match error {
+        DecodeError::NotUtf8 => OAuthError::invalid_request("a parameter is not valid UTF-8"),
+        DecodeError::ContainsNul => {
+            OAuthError::invalid_request("a parameter contains a NUL character")
+        }
+    })
 }
 
 #[cfg(test)]
