@@ -160,13 +160,14 @@ const CACHE_TTL: Duration = Duration::from_secs(5);
 /// Entries kept before the cache starts over, bounding its memory.
 const CACHE_CAPACITY: usize = 10_000;
 
-/// A client's cache key: tenant id and client id.
-type ClientKey = (String, String);
+/// A tenant's cached clients by client id, each with the time it was loaded.
+type TenantClients = HashMap<String, (Arc<Client>, Instant)>;
 
 /// Looks clients up by tenant and id, caching them briefly: every token request names one.
 pub struct ClientDirectory {
     store: Store,
-    cache: RwLock<HashMap<ClientKey, (Arc<Client>, Instant)>>,
+    /// Clients by tenant id, then client id, so that a lookup allocates no key.
+    cache: RwLock<HashMap<String, TenantClients>>,
 }
 
 impl ClientDirectory {
@@ -183,12 +184,12 @@ impl ClientDirectory {
         tenant_id: &str,
         client_id: &str,
     ) -> Result<Option<Arc<Client>>, StoreError> {
-        let key = (tenant_id.to_owned(), client_id.to_owned());
         if let Some((client, loaded_at)) = self
             .cache
             .read()
             .expect("client cache lock poisoned")
-            .get(&key)
+            .get(tenant_id)
+            .and_then(|clients| clients.get(client_id))
             && loaded_at.elapsed() < CACHE_TTL
         {
             return Ok(Some(Arc::clone(client)));
@@ -198,18 +199,25 @@ impl ClientDirectory {
         };
         let client = Arc::new(Client::from_record(record)?);
         let mut cache = self.cache.write().expect("client cache lock poisoned");
-        if cache.len() >= CACHE_CAPACITY {
+        if cache.values().map(HashMap::len).sum::<usize>() >= CACHE_CAPACITY {
             cache.clear();
         }
-        cache.insert(key, (Arc::clone(&client), Instant::now()));
+        cache
+            .entry(tenant_id.to_owned())
+            .or_default()
+            .insert(client_id.to_owned(), (Arc::clone(&client), Instant::now()));
         Ok(Some(client))
     }
 
     /// Drops a cached client after it was changed or deleted through this instance.
     pub fn forget(&self, tenant_id: &str, client_id: &str) {
-        self.cache
+        if let Some(clients) = self
+            .cache
             .write()
             .expect("client cache lock poisoned")
-            .remove(&(tenant_id.to_owned(), client_id.to_owned()));
+            .get_mut(tenant_id)
+        {
+            clients.remove(client_id);
+        }
     }
 }
