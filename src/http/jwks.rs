@@ -40,5 +40,5 @@ pub async fn get_jwks(
         .content_type("application/jwk-set+json")
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, cache_control))
-        .body(keys.jwks_json().to_owned()))
+        .body(keys.jwks_json()))
 }

@@ -13,18 +13,20 @@ pub enum SigningAlgorithm {
 }
 
 impl SigningAlgorithm {
-    pub const NAMES: [&'static str; 3] = ["ES256", "EdDSA", "RS256"];
+    /// Every algorithm, in the order help texts list them.
+    pub const ALL: [Self; 3] = [Self::Es256, Self::EdDsa, Self::Rs256];
 
     pub fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "ES256" => Ok(Self::Es256),
-            "EdDSA" => Ok(Self::EdDsa),
-            "RS256" => Ok(Self::Rs256),
-            other => Err(format!(
-                "signing algorithm {other:?} is not supported; use one of {}",
-                Self::NAMES.join(", ")
-            )),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|algorithm| algorithm.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.into_iter().map(Self::name).collect();
+                format!(
+                    "signing algorithm {name:?} is not supported; use one of {}",
+                    names.join(", ")
+                )
+            })
     }
 
     /// Returns the JWS `alg` value.
@@ -84,7 +86,7 @@ mod tests {
 
     #[test]
     fn every_algorithm_signs_and_verifies() {
-        for name in SigningAlgorithm::NAMES {
+        for name in SigningAlgorithm::ALL.map(SigningAlgorithm::name) {
             let algorithm = SigningAlgorithm::parse(name).unwrap();
             let (private, public) = algorithm.generate("kid-1").unwrap();
             assert_eq!(public.algorithm(), Some(name));

@@ -48,34 +48,25 @@ pub fn jwks_max_age(timing: &KeyTiming) -> i64 {
 
 /// A tenant's keys, ready to sign and verify.
 pub struct TenantKeys {
-    signing_kid: String,
-    signing_algorithm: SigningAlgorithm,
     signer: TokenSigner,
     /// The base64url JWS header of every token the current key signs.
     encoded_header: String,
     verifiers: VerifierSet,
-    jwks: String,
+    /// The JWKS document, shared with each response without a copy.
+    jwks: actix_web::web::Bytes,
     etag: String,
     loaded_at: Instant,
 }
 
 impl TenantKeys {
     /// Returns the JWKS document with every published public key.
-    pub fn jwks_json(&self) -> &str {
-        &self.jwks
+    pub fn jwks_json(&self) -> actix_web::web::Bytes {
+        self.jwks.clone()
     }
 
     /// Returns a strong entity tag of the JWKS document.
     pub fn jwks_etag(&self) -> &str {
         &self.etag
-    }
-
-    pub fn signing_algorithm(&self) -> SigningAlgorithm {
-        self.signing_algorithm
-    }
-
-    pub fn signing_kid(&self) -> &str {
-        &self.signing_kid
     }
 
     pub fn verifiers(&self) -> &VerifierSet {
@@ -119,20 +110,12 @@ impl TenantKeys {
             .collect();
         let jwks = serde_json::json!({ "keys": documents }).to_string();
         let digest = ring::digest::digest(&ring::digest::SHA256, jwks.as_bytes());
-        let etag = format!(
-            "\"{}\"",
-            digest.as_ref()[..12]
-                .iter()
-                .map(|byte| format!("{byte:02x}"))
-                .collect::<String>()
-        );
+        let etag = format!("\"{}\"", crate::secret::hex(&digest.as_ref()[..12]));
         Ok(Self {
-            signing_kid: current.kid.clone(),
-            signing_algorithm: algorithm,
             signer,
             encoded_header,
             verifiers,
-            jwks,
+            jwks: jwks.into(),
             etag,
             loaded_at: Instant::now(),
         })

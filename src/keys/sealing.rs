@@ -50,10 +50,7 @@ impl MasterKey {
         let mut labelled = KEY_ID_LABEL.to_vec();
         labelled.extend_from_slice(bytes);
         let digest = ring::digest::digest(&ring::digest::SHA256, &labelled);
-        let id = digest.as_ref()[..8]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect::<String>();
+        let id = crate::secret::hex(&digest.as_ref()[..8]);
         let key = UnboundKey::new(&AES_256_GCM, bytes)
             .map_err(|_| "the master key was rejected by AES-256-GCM".to_owned())?;
         Ok(Self {
