@@ -148,10 +148,7 @@ pub async fn check_stored_keys(store: &Store, master_keys: &MasterKeys) -> Resul
             format!("signing key {} of tenant {tenant} cannot be opened with the configured master key: {reason}", record.kid)
         })?;
         if record.master_key_id.is_none() {
-            let (sealed, master_key_id) =
-                master_keys.seal(&record.kid, private.to_string().as_bytes());
-            store
-                .reseal_signing_key(&record.kid, None, &sealed, &master_key_id)
+            reseal(store, master_keys, record, &private)
                 .await
                 .map_err(|error| format!("sealing signing key {} failed: {error}", record.kid))?;
             tracing::info!(kid = %record.kid, tenant = %tenant, "sealed a signing key stored in plain text");
@@ -175,20 +172,30 @@ pub async fn reseal_all(store: &Store, master_keys: &MasterKeys) -> Result<usize
         let private = open_private_key(master_keys, &record).map_err(|reason| {
             StoreError::Corrupt(format!("signing key {}: {reason}", record.kid))
         })?;
-        let (sealed, master_key_id) = master_keys.seal(&record.kid, private.to_string().as_bytes());
-        if store
-            .reseal_signing_key(
-                &record.kid,
-                record.master_key_id.as_deref(),
-                &sealed,
-                &master_key_id,
-            )
-            .await?
-        {
+        if reseal(store, master_keys, &record, &private).await? {
             changed += 1;
         }
     }
     Ok(changed)
+}
+
+/// Seals `private` under the current master key in place of `record`'s sealed key, unless
+/// another process re-sealed it meanwhile; returns whether the row changed.
+async fn reseal(
+    store: &Store,
+    master_keys: &MasterKeys,
+    record: &SigningKeyRecord,
+    private: &Jwk,
+) -> Result<bool, StoreError> {
+    let (sealed, master_key_id) = master_keys.seal(&record.kid, private.to_string().as_bytes());
+    store
+        .reseal_signing_key(
+            &record.kid,
+            record.master_key_id.as_deref(),
+            &sealed,
+            &master_key_id,
+        )
+        .await
 }
 
 #[cfg(test)]
