@@ -69,7 +69,7 @@ pub(super) enum RotationOutcome {
 pub(super) trait TransactionJob: Sized + Send + 'static {
     type Outcome: Send + 'static;
 
-    /// What the jobs do, for errors.
+    /// The kind of job, named in errors.
     const NAME: &'static str;
 
     /// Runs a batch in `transaction` and commits; returns each job's outcome, in job order,

@@ -58,7 +58,7 @@ impl<J> std::fmt::Debug for Batcher<J> {
 }
 
 struct Shared<J> {
-    /// What the queue applies, for the error when it has stopped.
+    /// The kind of job the queue applies, named in the error when it has stopped.
     name: &'static str,
     queue: Mutex<Queue<J>>,
     writer: AnyPool,
