@@ -183,6 +183,12 @@ pub struct IssuedCredentials {
 
 /// Stores a client with validated metadata. Confidential clients get a generated secret;
 /// clients registered over HTTP also get a registration access token for RFC 7592.
+///
+/// Client ids are UUIDv7, which sort in the order they are issued, so each new client goes
+/// to the end of the clients' primary-key index. With random ids, every registration read
+/// and rewrote an index page of its own. Once the index outgrew SQLite's page cache, that
+/// cost about 20 µs of CPU per registration in the benchmark. A client id is public, and the
+/// time it reveals is the `client_id_issued_at` the client receives anyway.
 pub async fn register_client(
     store: &Store,
     tenant_id: &str,
@@ -196,7 +202,7 @@ pub async fn register_client(
     let client_secret = confidential.then(Bearer::generate);
     let registration_access_token = with_registration_token.then(Bearer::generate);
     let credentials = IssuedCredentials {
-        client_id: crate::secret::random_id(),
+        client_id: uuid::Uuid::now_v7().to_string(),
         client_secret_expires_at: confidential.then_some(0),
         client_secret,
         registration_access_token,
