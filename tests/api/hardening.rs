@@ -288,6 +288,31 @@ async fn slow_request_body_times_out() {
     assert!(started.elapsed() < Duration::from_secs(15));
 }
 
+/// A client may open a connection and send its first request seconds later. The server
+/// must respond to that request, not close the connection with a 408 in the meantime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_new_connection_still_served() {
+    let app = spawn_app(Db::Sqlite).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let request = format!(
+        "GET /t/{TENANT}/.well-known/oauth-authorization-server HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("no response within 10 seconds")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "unexpected answer: {text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_commands_refuse_wrong_master_key() {
     let workspace = Workspace::new();
