@@ -97,14 +97,17 @@ impl AuditLog {
             since: Instant::now(),
             started_at: clock::now(),
         }));
-        (
-            Self {
-                sender,
-                dropped,
-                summaries,
-            },
-            writer,
-        )
+        let log = Self {
+            sender,
+            dropped,
+            summaries,
+        };
+        tokio::spawn(flush_periodically(
+            log.sender.downgrade(),
+            Arc::clone(&log.dropped),
+            Arc::clone(&log.summaries),
+        ));
+        (log, writer)
     }
 
     /// Counts a `client_credentials` token. Machine clients can ask for thousands a second,
@@ -169,6 +172,38 @@ impl AuditLog {
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "audit queue full; events dropped");
             }
+        }
+    }
+}
+
+/// Queues the summary rows once a `SUMMARY_PERIOD` has passed, checking every second, so
+/// that counts reach the table even when no further token arrives to trigger it. The task
+/// holds only a weak sender, so it ends once every `AuditLog` is dropped and does not keep
+/// the writer running.
+async fn flush_periodically(
+    sender: mpsc::WeakSender<AuditEvent>,
+    dropped: Arc<AtomicU64>,
+    summaries: Arc<Mutex<Summaries>>,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(sender) = sender.upgrade() else {
+            return;
+        };
+        let due = {
+            let summaries = summaries.lock().expect("audit summary lock poisoned");
+            !summaries.counts.is_empty() && summaries.since.elapsed() >= SUMMARY_PERIOD
+        };
+        if due {
+            let log = AuditLog {
+                sender,
+                dropped: Arc::clone(&dropped),
+                summaries: Arc::clone(&summaries),
+            };
+            log.flush_summaries();
         }
     }
 }

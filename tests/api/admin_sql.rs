@@ -163,6 +163,35 @@ async fn audit_records_security_events(app: TestApp) {
 }
 db_test!(audit_records_security_events);
 
+/// A running server writes the summary of `client_credentials` tokens once its period has
+/// passed, without waiting for another token or for the server to stop.
+async fn summary_written_while_idle(app: TestApp) {
+    let client = app.confidential_client().await;
+    for _ in 0..2 {
+        let response = app
+            .token(
+                &client,
+                &[("grant_type", "client_credentials"), ("resource", RS1)],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let query = "SELECT detail FROM audit_events WHERE event = 'token_issued'";
+    let mut rows = Vec::new();
+    for _ in 0..150 {
+        rows = run_query(&app, query, &["detail"]).await;
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows.len(), 1, "expected one summary row within 15 seconds");
+    let detail: serde_json::Value =
+        serde_json::from_str(rows[0][0].as_deref().unwrap_or_default()).unwrap();
+    assert_eq!(detail["count"], 2);
+}
+db_test!(summary_written_while_idle);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_issuance_is_summarized() {
     let workspace = crate::process::Workspace::new();
