@@ -121,22 +121,16 @@ impl AuditLog {
         resource: &str,
         scope: &str,
     ) {
-        let due = {
-            let mut summaries = self.summaries.lock().expect("audit summary lock poisoned");
-            *summaries
-                .counts
-                .entry((
-                    tenant_id.to_owned(),
-                    client_id.to_owned(),
-                    resource.to_owned(),
-                    scope.to_owned(),
-                ))
-                .or_insert(0) += 1;
-            summaries.since.elapsed() >= SUMMARY_PERIOD
-        };
-        if due {
-            self.flush_summaries();
-        }
+        let mut summaries = self.summaries.lock().expect("audit summary lock poisoned");
+        *summaries
+            .counts
+            .entry((
+                tenant_id.to_owned(),
+                client_id.to_owned(),
+                resource.to_owned(),
+                scope.to_owned(),
+            ))
+            .or_insert(0) += 1;
     }
 
     /// Queues the summary rows counted so far; the server calls it when it stops as well.
@@ -176,10 +170,8 @@ impl AuditLog {
     }
 }
 
-/// Queues the summary rows once a `SUMMARY_PERIOD` has passed, checking every second, so
-/// that counts reach the table even when no further token arrives to trigger it. The task
-/// holds only a weak sender, so it ends once every `AuditLog` is dropped and does not keep
-/// the writer running.
+/// Queues the summary rows each second once a `SUMMARY_PERIOD` with tokens has passed. The
+/// weak sender lets the task end, and the writer with it, once every `AuditLog` is dropped.
 async fn flush_periodically(
     sender: mpsc::WeakSender<AuditEvent>,
     dropped: Arc<AtomicU64>,

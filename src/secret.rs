@@ -20,12 +20,8 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-/// Returns `N` bytes from this thread's cryptographically secure generator.
-///
-/// Tokens and ids are drawn on nearly every request, and a system call each costs more
-/// than the generator. `rand`'s thread generator is ChaCha12, seeded from the operating
-/// system and reseeded from it after every 64 KiB of output. Keys, nonces and salts still
-/// come from `random_bytes`.
+/// Returns `N` bytes from `rand`'s thread generator (ChaCha12, reseeded from the operating
+/// system every 64 KiB), which spares tokens and ids a system call each.
 fn thread_random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     rand::rng().fill_bytes(&mut bytes);

@@ -27,11 +27,8 @@ pub const DEFAULT_USER: &str = "admin";
 /// How long an idle HTTP/1.1 connection stays open.
 const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
-/// How long a new connection may take to send its first request head. Pooled clients such
-/// as reqwest open connections before they need them and may leave one unused for seconds.
-/// With actix-web's default of 5 s, the server sent such a connection an unsolicited 408,
-/// which the client then read as the response to the request it sent next. nginx's default
-/// header timeout is also 60 s.
+/// How long a new connection may take to send its first request head. Pooled clients open
+/// connections ahead of need, and a 408 sent on an unused one reaches their next request.
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a stopping server waits for queued audit events to be written.

@@ -184,11 +184,8 @@ pub struct IssuedCredentials {
 /// Stores a client with validated metadata. Confidential clients get a generated secret;
 /// clients registered over HTTP also get a registration access token for RFC 7592.
 ///
-/// Client ids are UUIDv7, which sort in the order they are issued, so each new client goes
-/// to the end of the clients' primary-key index. With random ids, every registration read
-/// and rewrote an index page of its own. Once the index outgrew SQLite's page cache, that
-/// cost about 20 µs of CPU per registration in the benchmark. A client id is public, and the
-/// time it reveals is the `client_id_issued_at` the client receives anyway.
+/// Client ids are UUIDv7, so each new client goes to the end of the primary-key index
+/// rather than rewriting a random page of it. The time they reveal is public anyway.
 pub async fn register_client(
     store: &Store,
     tenant_id: &str,

@@ -163,8 +163,8 @@ async fn audit_records_security_events(app: TestApp) {
 }
 db_test!(audit_records_security_events);
 
-/// A running server writes the summary of `client_credentials` tokens once its period has
-/// passed, without waiting for another token or for the server to stop.
+/// Checks that a running server writes the `client_credentials` summary once its period has
+/// passed, without another token or a stop.
 async fn summary_written_while_idle(app: TestApp) {
     let client = app.confidential_client().await;
     for _ in 0..2 {
