@@ -79,13 +79,16 @@ pub fn classify(uri: &str) -> Result<RedirectKind, String> {
         .map_err(|error| format!("redirect URI {uri:?} is invalid: {error}"))?;
     match scheme {
         "https" | "http" => {
+            // The URL parser reads `https:///cb` and `https:cb` as the host `cb`, so the
+            // authority is also checked in the string as written.
+            let authority = authority_of(uri);
             let host = parsed
                 .host_str()
-                .filter(|host| !host.is_empty())
+                .filter(|host| !host.is_empty() && !authority.is_empty())
                 .ok_or_else(|| format!("redirect URI {uri:?} has no host"))?;
             if !parsed.username().is_empty()
                 || parsed.password().is_some()
-                || authority_of(uri).contains('@')
+                || authority.contains('@')
             {
                 return Err(format!(
                     "redirect URI {uri:?} must not contain user information"
@@ -228,6 +231,10 @@ mod tests {
             "noscheme",
             "custom:/cb",
             "/relative/cb",
+            "https:///cb",
+            "https:cb",
+            "https:/cb",
+            "http:///127.0.0.1/cb",
         ];
         for uri in cases {
             assert!(classify(uri).is_err(), "{uri:?} should be rejected");
