@@ -77,6 +77,18 @@ impl PresentedCredentials {
             .find(tenant_id, &self.client_id)
             .await?
             .ok_or_else(unknown)?;
+        // The secret is checked before the method, so that only a caller holding the
+        // secret learns which method the client is registered for.
+        if let Some(secret) = &self.secret {
+            let stored = client.secret_hash.as_deref().ok_or_else(unknown)?;
+            if !constant_time_eq(hash_token(secret).as_bytes(), stored.as_bytes()) {
+                return Err(unknown());
+            }
+        } else if client.auth_method != AuthMethod::None {
+            return Err(OAuthError::invalid_client(
+                "client authentication failed: this client must send its secret",
+            ));
+        }
         if client.auth_method != self.method {
             return Err(OAuthError::invalid_client(format!(
                 "this client is registered for {} authentication, not {}",
@@ -84,17 +96,11 @@ impl PresentedCredentials {
                 self.method.as_str()
             )));
         }
-        if let Some(secret) = &self.secret {
-            let stored = client.secret_hash.as_deref().ok_or_else(unknown)?;
-            if !constant_time_eq(hash_token(secret).as_bytes(), stored.as_bytes()) {
-                return Err(unknown());
-            }
-            if client
-                .secret_expires_at
-                .is_some_and(|expiry| expiry != 0 && expiry <= now)
-            {
-                return Err(OAuthError::invalid_client("the client secret has expired"));
-            }
+        if client
+            .secret_expires_at
+            .is_some_and(|expiry| expiry != 0 && expiry <= now)
+        {
+            return Err(OAuthError::invalid_client("the client secret has expired"));
         }
         Ok(client)
     }

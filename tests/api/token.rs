@@ -859,6 +859,32 @@ async fn client_authentication_methods_enforced(app: TestApp) {
             None => assert!(body["access_token"].is_string(), "{name}: {body}"),
         }
     }
+
+    // A client's registered method is named only to a caller that presented its secret.
+    let probes = [
+        (
+            None,
+            vec![("client_id", basic_id), ("client_secret", "wrong-secret")],
+        ),
+        (Some(basic(post_id, "wrong-secret")), vec![]),
+        (None, vec![("client_id", basic_id)]),
+    ];
+    for (authorization, credentials) in probes {
+        let mut form = vec![("grant_type", "client_credentials"), ("resource", RS1)];
+        form.extend(credentials);
+        let mut request = app.http.post(app.endpoint(TENANT, "/token")).form(&form);
+        if let Some(authorization) = &authorization {
+            request = request.header("Authorization", authorization);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = response.json().await.unwrap();
+        let description = body["error_description"].as_str().unwrap();
+        assert!(
+            !description.contains("client_secret_"),
+            "{form:?} learned the method: {description}"
+        );
+    }
 }
 db_test!(client_authentication_methods_enforced);
 
