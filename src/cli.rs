@@ -221,7 +221,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn admin_command(settings: Settings, command: Command) -> anyhow::Result<()> {
+    // An admin command run in the wrong directory would otherwise work on a new, empty
+    // database and report only that the tenant or user does not exist.
+    let new_file = crate::store::sqlite_path(&settings.database.url)
+        .filter(|path| !path.is_empty() && !path.contains(":memory:"))
+        .map(std::path::PathBuf::from)
+        .filter(|path| !path.exists());
     let store = Store::connect(&settings.database).await?;
+    if let Some(path) = new_file {
+        let absolute = std::path::absolute(&path).unwrap_or(path);
+        eprintln!(
+            "note: created a new, empty database {}. Admin commands use the database that \
+             PORTCULLIS_DATABASE_URL names, relative to the working directory; run them where \
+             `portcullis serve` runs, or set PORTCULLIS_DATABASE_URL.",
+            absolute.display()
+        );
+    }
     store.migrate().await?;
     let result = run_admin(&store, &settings, command).await;
     store.close().await;

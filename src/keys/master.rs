@@ -51,10 +51,7 @@ pub fn load(settings: &Settings) -> Result<MasterKeys, String> {
 
 /// Returns the key file path for a SQLite database URL, or `None` for other databases.
 fn key_file_path(database_url: &str) -> Option<PathBuf> {
-    let path = database_url
-        .strip_prefix("sqlite://")
-        .or_else(|| database_url.strip_prefix("sqlite:"))?;
-    let path = path.split('?').next().unwrap_or_default();
+    let path = crate::store::sqlite_path(database_url)?;
     if path.is_empty() || path.contains(":memory:") {
         return Some(PathBuf::from(KEY_FILE_NAME));
     }

@@ -352,6 +352,15 @@ fn sqlite_pool(
         })
 }
 
+/// Returns the file path in a SQLite database URL, or `None` for other databases. The path
+/// is empty or contains `:memory:` for an in-memory database.
+pub fn sqlite_path(database_url: &str) -> Option<&str> {
+    let path = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
+    Some(path.split('?').next().unwrap_or_default())
+}
+
 /// Adds `mode=rwc` so that SQLite creates a missing database file.
 fn sqlite_url_creating_file(url: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {

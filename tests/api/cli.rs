@@ -40,10 +40,27 @@ fn every_command_explains_itself() {
 #[test]
 fn admin_commands_manage_a_tenant() {
     let workspace = Workspace::new();
-    let created = workspace.run_ok(&["tenant", "create", "acme"], "");
+    let first = workspace.run(&["tenant", "create", "acme"], "");
+    assert!(first.status.success(), "tenant create failed: {first:?}");
+    let created = String::from_utf8(first.stdout).unwrap();
     assert!(
         created.contains("/t/acme"),
         "tenant create did not print the issuer: {created}"
+    );
+    let notice = String::from_utf8(first.stderr).unwrap();
+    let database = workspace.path().join("portcullis.db");
+    assert!(
+        notice.contains(&format!(
+            "created a new, empty database {}",
+            database.display()
+        )),
+        "the first command did not name the database it created: {notice}"
+    );
+    let second = workspace.run(&["tenant", "list"], "");
+    let stderr = String::from_utf8(second.stderr).unwrap();
+    assert!(
+        !stderr.contains("created a new"),
+        "an existing database was reported as new: {stderr}"
     );
     let listed = workspace.run_ok(&["tenant", "list"], "");
     assert!(
