@@ -44,6 +44,14 @@ pub const REDIRECT_URI: &str = "http://127.0.0.1/callback";
 pub const ATTACKER: &str = "https://attacker.example";
 
 pub const POSTGRES_VARIABLE: &str = "PORTCULLIS_TEST_POSTGRES_URL";
+
+/// Returns the PostgreSQL URL the tests may use, or `None` when the variable is unset or
+/// empty, as CI configurations often leave it.
+pub fn postgres_url() -> Option<String> {
+    std::env::var(POSTGRES_VARIABLE)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
 /// Master key of every test server: 32 zero bytes in base64url.
 pub const TEST_MASTER_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
@@ -231,7 +239,7 @@ pub async fn fresh_database(db: Db) -> Option<(TestDatabase, String)> {
             Some((TestDatabase::Sqlite(directory), url))
         }
         Db::Postgres => {
-            let Ok(admin_url) = std::env::var(POSTGRES_VARIABLE) else {
+            let Some(admin_url) = postgres_url() else {
                 eprintln!("notice: {POSTGRES_VARIABLE} is not set; skipping the PostgreSQL run");
                 return None;
             };

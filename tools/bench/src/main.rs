@@ -337,7 +337,10 @@ async fn start_server(
 
     let (database_url, cleanup): (String, Cleanup) = match server {
         "portcullis-postgres" => {
-            let Ok(admin_url) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL") else {
+            let Some(admin_url) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
+                .ok()
+                .filter(|url| !url.trim().is_empty())
+            else {
                 return Ok(None);
             };
             let name = format!("portcullis_bench_{}", std::process::id());
