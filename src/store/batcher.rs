@@ -152,9 +152,18 @@ async fn drain<J>(shared: Arc<Shared<J>>) {
 
     let mut checked_out: Option<(PoolConnection<Any>, Instant)> = None;
     loop {
-        // Lets the other tasks of this worker run first: requests it has already read then
-        // queue their jobs and join this batch instead of waiting for the next.
-        tokio::task::yield_now().await;
+        // With jobs waiting, the next batch starts at once, and this worker finishes the
+        // requests of the last batch while the database applies it. With none, the other
+        // tasks of this worker run first: requests it has already read can then join.
+        let waiting = !shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .jobs
+            .is_empty();
+        if !waiting {
+            tokio::task::yield_now().await;
+        }
         let batch: Vec<J> = {
             let mut queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
             if queue.jobs.is_empty() {
