@@ -112,10 +112,13 @@ pub fn classify(uri: &str) -> Result<RedirectKind, String> {
     }
 }
 
-/// Returns the authority of an `http(s)://` URI: what lies between `//` and the next `/`,
-/// `?` or `#`.
+/// Returns the authority written right after `scheme://`, up to the next `/`, `?` or `#`, or
+/// an empty string when the URI has none. A `://` in the path or query is not an authority.
 fn authority_of(uri: &str) -> &str {
-    let after_scheme = uri.split_once("://").map_or("", |(_, rest)| rest);
+    let after_scheme = uri
+        .split_once(':')
+        .and_then(|(_, rest)| rest.strip_prefix("//"))
+        .unwrap_or("");
     let end = after_scheme
         .find(['/', '?', '#'])
         .unwrap_or(after_scheme.len());
@@ -235,6 +238,10 @@ mod tests {
             "https:cb",
             "https:/cb",
             "http:///127.0.0.1/cb",
+            "https:cb?x=://evil.example",
+            "https:/cb/x://evil.example",
+            "http:/127.0.0.1/cb?x://y",
+            "http:127.0.0.1/cb?r=https://a",
         ];
         for uri in cases {
             assert!(classify(uri).is_err(), "{uri:?} should be rejected");
