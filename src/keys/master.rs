@@ -55,7 +55,7 @@ fn key_file_path(database_url: &str) -> Option<PathBuf> {
     if path.is_empty() || path.contains(":memory:") {
         return Some(PathBuf::from(KEY_FILE_NAME));
     }
-    let directory = Path::new(path)
+    let directory = Path::new(&path)
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty());
     Some(directory.map_or_else(

@@ -352,13 +352,19 @@ fn sqlite_pool(
         })
 }
 
-/// Returns the file path in a SQLite database URL, or `None` for other databases. The path
-/// is empty or contains `:memory:` for an in-memory database.
-pub fn sqlite_path(database_url: &str) -> Option<&str> {
+/// Returns the file path in a SQLite database URL, percent-decoded as sqlx decodes it, or
+/// `None` for other databases. The path is empty or contains `:memory:` for an in-memory
+/// database.
+pub fn sqlite_path(database_url: &str) -> Option<String> {
     let path = database_url
         .strip_prefix("sqlite://")
         .or_else(|| database_url.strip_prefix("sqlite:"))?;
-    Some(path.split('?').next().unwrap_or_default())
+    let path = path.split('?').next().unwrap_or_default();
+    Some(
+        percent_encoding::percent_decode_str(path)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 /// Adds `mode=rwc` so that SQLite creates a missing database file.
@@ -375,6 +381,16 @@ fn sqlite_url_creating_file(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_path_is_decoded() {
+        assert_eq!(
+            sqlite_path("sqlite://my%20db.db?mode=rwc").unwrap(),
+            "my db.db"
+        );
+        assert_eq!(sqlite_path("sqlite:data/a.db").unwrap(), "data/a.db");
+        assert_eq!(sqlite_path("postgres://localhost/test"), None);
+    }
 
     #[test]
     fn sqlite_url_gains_create_mode() {
