@@ -158,19 +158,20 @@ async fn rotate(
              (SELECT subject FROM refresh_token_families f WHERE f.id = family_id) AS subject, \
              (SELECT resource FROM refresh_token_families f WHERE f.id = family_id) AS resource",
         );
+    // A row stays in `consumed` until a job's rotation takes it. A presentation in another
+    // tenant or with a rejected check leaves it there, so that a later job of this batch
+    // with the same token still gets it, and whatever no job took is restored below.
     let mut consumed = by_key(transaction.run(consume).await?, "token_hash")?;
 
     let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut restore = Vec::new();
     let mut successors = Vec::new();
     for (index, job) in jobs.iter_mut().enumerate() {
-        let Some(row) = consumed.remove(&job.token_hash) else {
+        let Some(row) = consumed.get(&job.token_hash) else {
             outcomes.push(RotationOutcome::NotLive);
             continue;
         };
         let tenant_id: String = row.try_get("tenant_id")?;
         if tenant_id != job.tenant_id {
-            restore.push(job.token_hash.clone());
             outcomes.push(RotationOutcome::NotLive);
             continue;
         }
@@ -186,16 +187,15 @@ async fn rotate(
         let check = std::mem::replace(&mut job.check, Box::new(|_| Ok(())));
         match run_check(check, &family)? {
             Ok(()) => {
+                consumed.remove(&job.token_hash);
                 successors.push(index);
                 outcomes.push(RotationOutcome::Rotated(family));
             }
-            Err(rejection) => {
-                // A rejected presentation must not use up the rightful client's token.
-                restore.push(job.token_hash.clone());
-                outcomes.push(RotationOutcome::Rejected(rejection));
-            }
+            // A rejected presentation must not use up the rightful client's token.
+            Err(rejection) => outcomes.push(RotationOutcome::Rejected(rejection)),
         }
     }
+    let restore: Vec<String> = consumed.into_keys().collect();
 
     let mut finish = transaction.script();
     if !restore.is_empty() {
@@ -332,20 +332,20 @@ async fn redeem(
             ") RETURNING code_hash, tenant_id, client_id, subject, redirect_uri, \
              redirect_uri_sent, scope, resource, code_challenge",
         );
+    // A row stays in `consumed` until a job in its own tenant takes it. A code presented at
+    // another tenant is worthless there, so a later job of this batch with the same code
+    // still gets it, and whatever no job took is restored below, unused.
     let mut consumed = by_key(transaction.run(consume).await?, "code_hash")?;
 
     let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut restore = Vec::new();
     let mut accepted = Vec::new();
     for (index, job) in jobs.iter_mut().enumerate() {
-        let Some(row) = consumed.remove(&job.code_hash) else {
+        let Some(row) = consumed.get(&job.code_hash) else {
             outcomes.push(RedemptionOutcome::NotRedeemable);
             continue;
         };
         let tenant_id: String = row.try_get("tenant_id")?;
         if tenant_id != job.tenant_id {
-            // A code presented at another tenant is worthless there and stays unused.
-            restore.push(job.code_hash.clone());
             outcomes.push(RedemptionOutcome::NotRedeemable);
             continue;
         }
@@ -358,6 +358,8 @@ async fn redeem(
             resource: row.try_get("resource")?,
             code_challenge: row.try_get("code_challenge")?,
         };
+        // This job uses the code up, whether its check accepts it or not.
+        consumed.remove(&job.code_hash);
         let check = std::mem::replace(&mut job.check, Box::new(|_| Ok(())));
         match run_check(check, &code)? {
             Ok(()) => {
@@ -368,6 +370,7 @@ async fn redeem(
             Err(rejection) => outcomes.push(RedemptionOutcome::Rejected(rejection)),
         }
     }
+    let restore: Vec<String> = consumed.into_keys().collect();
 
     let mut finish = transaction.script();
     if !restore.is_empty() {

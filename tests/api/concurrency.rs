@@ -121,3 +121,100 @@ async fn one_bad_client_row_fails_alone(app: TestApp) {
     );
 }
 db_test!(one_bad_client_row_fails_alone);
+
+/// Returns the name of a rotation outcome, for assertion messages.
+fn outcome_name<E>(outcome: &portcullis::store::RotatedToken<E>) -> &'static str {
+    use portcullis::store::RotatedToken;
+    match outcome {
+        RotatedToken::Rotated(_) => "rotated",
+        RotatedToken::Rejected(_) => "rejected",
+        RotatedToken::Reused { .. } => "reused",
+        RotatedToken::Unknown => "unknown",
+    }
+}
+
+/// A presentation whose check fails, batched with the rightful client's presentation of the
+/// same refresh token, must neither use the token up nor cost that client its rotation.
+async fn rejected_presentation_spares_batched_rotation(app: TestApp) {
+    let client = app.public_client().await;
+    let tenant_id = app
+        .store
+        .tenant_id_by_slug(TENANT)
+        .await
+        .expect("reading the tenant failed")
+        .expect("the tenant does not exist");
+    for round in 0..10 {
+        let tokens = app.tokens_for(&client).await;
+        let refresh_token = tokens.refresh_token.expect("no refresh token");
+        let token_hash = portcullis::secret::hash_token(&refresh_token);
+        let now = portcullis::clock::now();
+        let rejected_successor = format!("rejected-successor-{round}");
+        let accepted_successor = format!("accepted-successor-{round}");
+        // Joined in one task, both jobs are normally queued before the batch task starts.
+        let (rejected, accepted) = tokio::join!(
+            app.store.rotate_refresh_token(
+                &tenant_id,
+                &token_hash,
+                &rejected_successor,
+                now + 3600,
+                now,
+                |_| Err("presented by another client"),
+            ),
+            app.store.rotate_refresh_token(
+                &tenant_id,
+                &token_hash,
+                &accepted_successor,
+                now + 3600,
+                now,
+                |_| Ok::<(), &str>(()),
+            ),
+        );
+        let rejected = rejected.expect("the rejected rotation failed");
+        let accepted = accepted.expect("the accepted rotation failed");
+        assert_eq!(outcome_name(&rejected), "rejected", "round {round}");
+        assert_eq!(outcome_name(&accepted), "rotated", "round {round}");
+    }
+}
+db_test!(rejected_presentation_spares_batched_rotation);
+
+/// A code presented at another tenant, batched with its redemption at its own tenant, must
+/// not make that redemption fail.
+async fn code_at_other_tenant_spares_batched_redemption(app: TestApp) {
+    let client = app.public_client().await;
+    let store = &app.store;
+    let own = store.tenant_id_by_slug(TENANT).await.unwrap().unwrap();
+    let other = store
+        .tenant_id_by_slug(OTHER_TENANT)
+        .await
+        .unwrap()
+        .unwrap();
+    for round in 0..10 {
+        let (code, _) = app.code_for(&client).await;
+        let code_hash = portcullis::secret::hash_token(&code);
+        let now = portcullis::clock::now();
+        let (elsewhere, at_home) = tokio::join!(
+            store.redeem_code(&other, &code_hash, None, now + 3600, now, |_| Ok::<(), ()>(
+                ()
+            )),
+            store.redeem_code(
+                &own,
+                &code_hash,
+                None,
+                now + 3600,
+                now,
+                |_| Ok::<(), ()>(())
+            ),
+        );
+        let elsewhere = elsewhere.expect("the redemption at the other tenant failed");
+        let at_home = at_home.expect("the redemption at the code's tenant failed");
+        assert!(
+            matches!(elsewhere, portcullis::store::RedeemedCode::Unknown),
+            "round {round}: the other tenant got {elsewhere:?}"
+        );
+        assert!(
+            matches!(at_home, portcullis::store::RedeemedCode::Issued { .. }),
+            "round {round}: the code's tenant got {at_home:?}"
+        );
+    }
+}
+db_test!(code_at_other_tenant_spares_batched_redemption);

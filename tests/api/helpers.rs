@@ -240,7 +240,9 @@ pub async fn fresh_database(db: Db) -> Option<(TestDatabase, String)> {
         }
         Db::Postgres => {
             let Some(admin_url) = postgres_url() else {
-                eprintln!("notice: {POSTGRES_VARIABLE} is not set; skipping the PostgreSQL run");
+                eprintln!(
+                    "notice: {POSTGRES_VARIABLE} is unset or empty; skipping the PostgreSQL run"
+                );
                 return None;
             };
             let name = format!("portcullis_test_{}", uuid::Uuid::new_v4().simple());

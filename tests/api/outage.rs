@@ -146,7 +146,9 @@ async fn assert_unavailable_json(response: reqwest::Response, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_answers_503_then_recovers() {
     if postgres_url().is_none() {
-        eprintln!("notice: {POSTGRES_VARIABLE} is not set; skipping the PostgreSQL outage test");
+        eprintln!(
+            "notice: {POSTGRES_VARIABLE} is unset or empty; skipping the PostgreSQL outage test"
+        );
         return;
     }
     let cluster = Cluster::create();
