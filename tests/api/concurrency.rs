@@ -68,12 +68,7 @@ async fn tokens_from(response: reqwest::Response) -> String {
 /// Concurrent client inserts share one statement. A row that cannot be stored, here one for
 /// a tenant that does not exist, must fail alone and leave the others of its batch stored.
 async fn one_bad_client_row_fails_alone(app: TestApp) {
-    let tenant_id = app
-        .store
-        .tenant_id_by_slug(TENANT)
-        .await
-        .expect("reading the tenant failed")
-        .expect("the tenant does not exist");
+    let tenant_id = app.tenant_id(TENANT).await;
     let before = app.stored_clients(TENANT).await.len();
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let mut tasks = Vec::new();
@@ -137,12 +132,7 @@ fn outcome_name<E>(outcome: &portcullis::store::RotatedToken<E>) -> &'static str
 /// same refresh token, must neither use the token up nor cost that client its rotation.
 async fn rejected_presentation_spares_batched_rotation(app: TestApp) {
     let client = app.public_client().await;
-    let tenant_id = app
-        .store
-        .tenant_id_by_slug(TENANT)
-        .await
-        .expect("reading the tenant failed")
-        .expect("the tenant does not exist");
+    let tenant_id = app.tenant_id(TENANT).await;
     for round in 0..10 {
         let tokens = app.tokens_for(&client).await;
         let refresh_token = tokens.refresh_token.expect("no refresh token");
@@ -182,12 +172,8 @@ db_test!(rejected_presentation_spares_batched_rotation);
 async fn code_at_other_tenant_spares_batched_redemption(app: TestApp) {
     let client = app.public_client().await;
     let store = &app.store;
-    let own = store.tenant_id_by_slug(TENANT).await.unwrap().unwrap();
-    let other = store
-        .tenant_id_by_slug(OTHER_TENANT)
-        .await
-        .unwrap()
-        .unwrap();
+    let own = app.tenant_id(TENANT).await;
+    let other = app.tenant_id(OTHER_TENANT).await;
     for round in 0..10 {
         let (code, _) = app.code_for(&client).await;
         let code_hash = portcullis::secret::hash_token(&code);

@@ -774,14 +774,18 @@ impl TestApp {
         }
     }
 
-    /// Returns the clients stored for tenant `tenant`.
-    pub async fn stored_clients(&self, tenant: &str) -> Vec<portcullis::store::ClientRecord> {
-        let tenant_id = self
-            .store
+    /// Returns the id of tenant `tenant`.
+    pub async fn tenant_id(&self, tenant: &str) -> String {
+        self.store
             .tenant_id_by_slug(tenant)
             .await
             .expect("reading the tenant failed")
-            .expect("the tenant does not exist");
+            .expect("the tenant does not exist")
+    }
+
+    /// Returns the clients stored for tenant `tenant`.
+    pub async fn stored_clients(&self, tenant: &str) -> Vec<portcullis::store::ClientRecord> {
+        let tenant_id = self.tenant_id(tenant).await;
         self.store
             .list_clients(&tenant_id)
             .await
