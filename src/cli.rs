@@ -223,10 +223,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 async fn admin_command(settings: Settings, command: Command) -> anyhow::Result<()> {
     // An admin command run in the wrong directory would otherwise work on a new, empty
     // database and report only that the tenant or user does not exist.
-    let new_file = crate::store::sqlite_path(&settings.database.url)
-        .filter(|path| !path.is_empty() && !path.contains(":memory:"))
-        .map(std::path::PathBuf::from)
-        .filter(|path| !path.exists());
+    let new_file = crate::store::sqlite_file(&settings.database.url).filter(|file| !file.exists());
     let store = Store::connect(&settings.database).await?;
     if let Some(path) = new_file {
         let absolute = std::path::absolute(&path).unwrap_or(path);

@@ -51,13 +51,15 @@ pub fn load(settings: &Settings) -> Result<MasterKeys, String> {
 
 /// Returns the key file path for a SQLite database URL, or `None` for other databases.
 fn key_file_path(database_url: &str) -> Option<PathBuf> {
-    let path = crate::store::sqlite_path(database_url)?;
-    if path.is_empty() || path.contains(":memory:") {
-        return Some(PathBuf::from(KEY_FILE_NAME));
+    if !database_url.starts_with("sqlite:") {
+        return None;
     }
-    let directory = Path::new(&path)
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty());
+    // An in-memory database and a file in the working directory keep the key file there.
+    let directory = crate::store::sqlite_file(database_url).and_then(|file| {
+        file.parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+    });
     Some(directory.map_or_else(
         || PathBuf::from(KEY_FILE_NAME),
         |directory| directory.join(KEY_FILE_NAME),

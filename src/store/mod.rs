@@ -16,6 +16,7 @@ mod sessions;
 mod tenants;
 mod users;
 
+use std::path::PathBuf;
 use std::sync::Once;
 
 use sqlx::any::AnyPoolOptions;
@@ -352,19 +353,18 @@ fn sqlite_pool(
         })
 }
 
-/// Returns the file path in a SQLite database URL, percent-decoded as sqlx decodes it, or
-/// `None` for other databases. The path is empty or contains `:memory:` for an in-memory
-/// database.
-pub fn sqlite_path(database_url: &str) -> Option<String> {
+/// Returns the file of a SQLite database URL, percent-decoded as sqlx decodes it, or `None`
+/// for an in-memory SQLite database and for other databases.
+pub fn sqlite_file(database_url: &str) -> Option<PathBuf> {
     let path = database_url
         .strip_prefix("sqlite://")
         .or_else(|| database_url.strip_prefix("sqlite:"))?;
     let path = path.split('?').next().unwrap_or_default();
-    Some(
-        percent_encoding::percent_decode_str(path)
-            .decode_utf8_lossy()
-            .into_owned(),
-    )
+    let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(PathBuf::from(path.into_owned()))
 }
 
 /// Adds `mode=rwc` so that SQLite creates a missing database file.
@@ -383,13 +383,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_path_is_decoded() {
+    fn sqlite_file_is_decoded() {
         assert_eq!(
-            sqlite_path("sqlite://my%20db.db?mode=rwc").unwrap(),
-            "my db.db"
+            sqlite_file("sqlite://my%20db.db?mode=rwc").unwrap(),
+            PathBuf::from("my db.db")
         );
-        assert_eq!(sqlite_path("sqlite:data/a.db").unwrap(), "data/a.db");
-        assert_eq!(sqlite_path("postgres://localhost/test"), None);
+        assert_eq!(
+            sqlite_file("sqlite:data/a.db").unwrap(),
+            PathBuf::from("data/a.db")
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://localhost/test"), None);
     }
 
     #[test]
