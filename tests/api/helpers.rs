@@ -46,7 +46,7 @@ pub const ATTACKER: &str = "https://attacker.example";
 pub const POSTGRES_VARIABLE: &str = "PORTCULLIS_TEST_POSTGRES_URL";
 
 /// Returns the PostgreSQL URL the tests may use, or `None` when the variable is unset or
-/// empty, as CI configurations often leave it.
+/// empty, as a CI configuration may leave it.
 pub fn postgres_url() -> Option<String> {
     std::env::var(POSTGRES_VARIABLE)
         .ok()

@@ -837,11 +837,7 @@ async fn client_authentication_methods_enforced(app: TestApp) {
             ("resource", RS1.to_owned()),
         ];
         form.extend(case.credentials);
-        let mut request = app.http.post(app.endpoint(TENANT, "/token")).form(&form);
-        if let Some(authorization) = &case.authorization {
-            request = request.header("Authorization", authorization);
-        }
-        let response = request.send().await.unwrap();
+        let response = post_token(&app, case.authorization.as_deref(), &form).await;
         let name = case.name;
         assert_eq!(response.status(), case.status, "{name}");
         if response.status() == StatusCode::UNAUTHORIZED {
@@ -872,11 +868,7 @@ async fn client_authentication_methods_enforced(app: TestApp) {
     for (authorization, credentials) in probes {
         let mut form = vec![("grant_type", "client_credentials"), ("resource", RS1)];
         form.extend(credentials);
-        let mut request = app.http.post(app.endpoint(TENANT, "/token")).form(&form);
-        if let Some(authorization) = &authorization {
-            request = request.header("Authorization", authorization);
-        }
-        let response = request.send().await.unwrap();
+        let response = post_token(&app, authorization.as_deref(), &form).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         let body: Value = response.json().await.unwrap();
         let description = body["error_description"].as_str().unwrap();
@@ -887,6 +879,19 @@ async fn client_authentication_methods_enforced(app: TestApp) {
     }
 }
 db_test!(client_authentication_methods_enforced);
+
+/// Posts `form` to the token endpoint of `acme`, with an `Authorization` header if given.
+async fn post_token<V: serde::Serialize>(
+    app: &TestApp,
+    authorization: Option<&str>,
+    form: &[(&str, V)],
+) -> reqwest::Response {
+    let mut request = app.http.post(app.endpoint(TENANT, "/token")).form(form);
+    if let Some(authorization) = authorization {
+        request = request.header("Authorization", authorization);
+    }
+    request.send().await.unwrap()
+}
 
 // ---------------------------------------------------------------------------------------
 // Client credentials grant
