@@ -330,18 +330,22 @@ fn sqlite_pool(
                 // checkpoints, FULL at every commit. A writer from another process waits up
                 // to 5 s for the lock instead of failing with SQLITE_BUSY. A page cache of
                 // 1 MiB per connection, not SQLite's 2 MiB, keeps a full pool's memory small,
-                // because the operating system caches the file as well.
-                let pragmas = match synchronous {
-                    SqliteSynchronous::Full => {
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -1024;"
-                    }
-                    SqliteSynchronous::Normal => {
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -1024;"
-                    }
+                // because the operating system caches the file as well. Statement journals
+                // and temporary tables stay in memory: with the default, a batch's statement
+                // journal passed SQLite's 64 KiB spill size, and every batch created, wrote and
+                // deleted a temporary file.
+                let synchronous = match synchronous {
+                    SqliteSynchronous::Full => "FULL",
+                    SqliteSynchronous::Normal => "NORMAL",
                 };
-                sqlx::raw_sql(pragmas).execute(&mut *connection).await?;
+                let pragmas = format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                     PRAGMA cache_size = -1024; PRAGMA temp_store = MEMORY;"
+                );
+                sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas))
+                    .execute(&mut *connection)
+                    .await?;
                 if role == Role::Writer {
                     let limit = format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}");
                     sqlx::raw_sql(sqlx::AssertSqlSafe(limit))
@@ -438,6 +442,38 @@ mod tests {
                 !is_transient_code(code, false),
                 "PostgreSQL {code} should not be transient"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_connections_get_their_pragmas() {
+        let directory = tempfile::tempdir().unwrap();
+        for (synchronous, expected) in
+            [(SqliteSynchronous::Normal, 1), (SqliteSynchronous::Full, 2)]
+        {
+            let file = directory.path().join(format!("{expected}.db"));
+            let store = Store::connect(&DatabaseSettings {
+                url: format!("sqlite://{}", file.display()),
+                max_connections: 2,
+                acquire_timeout: std::time::Duration::from_secs(5),
+                sqlite_synchronous: synchronous,
+            })
+            .await
+            .unwrap();
+            for pool in [&store.writer, &store.pool] {
+                let read = |pragma: &'static str| async move {
+                    sqlx::query_scalar::<_, i64>(pragma)
+                        .fetch_one(pool)
+                        .await
+                        .unwrap()
+                };
+                assert_eq!(read("PRAGMA synchronous").await, expected);
+                // 2 is MEMORY: statement journals never become temporary files.
+                assert_eq!(read("PRAGMA temp_store").await, 2);
+                assert_eq!(read("PRAGMA foreign_keys").await, 1);
+                assert_eq!(read("PRAGMA cache_size").await, -1024);
+            }
+            store.close().await;
         }
     }
 
