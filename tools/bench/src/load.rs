@@ -46,6 +46,18 @@ impl Outcome {
         self.succeeded as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Adds `other`'s requests, latencies and time to these, keeping the first failure. The
+    /// latencies are left unsorted.
+    pub fn absorb(&mut self, other: Outcome) {
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.latencies_us.extend(other.latencies_us);
+        self.elapsed += other.elapsed;
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+
     /// Returns the latency at `quantile` (0 to 1) in milliseconds.
     pub fn latency_ms(&self, quantile: f64) -> f64 {
         if self.latencies_us.is_empty() {
@@ -110,13 +122,7 @@ pub async fn run(authority: &str, sources: Vec<Box<dyn Source>>, duration: Durat
     }
     let mut total = Outcome::default();
     for task in tasks {
-        let outcome = task.await.expect("a load task panicked");
-        total.succeeded += outcome.succeeded;
-        total.failed += outcome.failed;
-        total.latencies_us.extend(outcome.latencies_us);
-        if total.first_failure.is_none() {
-            total.first_failure = outcome.first_failure;
-        }
+        total.absorb(task.await.expect("a load task panicked"));
     }
     total.elapsed = started.elapsed();
     total.latencies_us.sort_unstable();
