@@ -334,14 +334,11 @@ fn sqlite_pool(
                 // and temporary tables stay in memory: with the default, a batch's statement
                 // journal passed SQLite's 64 KiB spill size, and every batch created, wrote and
                 // deleted a temporary file.
-                let synchronous = match synchronous {
-                    SqliteSynchronous::Full => "FULL",
-                    SqliteSynchronous::Normal => "NORMAL",
-                };
                 let pragmas = format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
                      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                     PRAGMA cache_size = -1024; PRAGMA temp_store = MEMORY;"
+                     PRAGMA cache_size = -1024; PRAGMA temp_store = MEMORY;",
+                    synchronous.pragma_value()
                 );
                 sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas))
                     .execute(&mut *connection)
