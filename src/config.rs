@@ -233,16 +233,6 @@ impl Settings {
                     .into(),
             );
         }
-        if database_url.starts_with("sqlite:")
-            && (crate::store::sqlite_file(&database_url).is_none()
-                || database_url.contains("mode=memory"))
-        {
-            return Err(
-                "PORTCULLIS_DATABASE_URL names an in-memory SQLite database, which is not supported: \
-                 each connection would open its own empty database. Name a file, such as sqlite://portcullis.db"
-                    .into(),
-            );
-        }
         let production = raw.production.unwrap_or(false);
         if production && !public_url.starts_with("https://") {
             return Err(
@@ -406,21 +396,6 @@ mod tests {
                 "PORTCULLIS_PUBLIC_URL",
                 "http://auth.example.com",
                 "plain http off loopback",
-            ),
-            (
-                "PORTCULLIS_DATABASE_URL",
-                "sqlite::memory:",
-                "in-memory SQLite",
-            ),
-            (
-                "PORTCULLIS_DATABASE_URL",
-                "sqlite://portcullis.db?mode=memory",
-                "SQLite in memory mode",
-            ),
-            (
-                "PORTCULLIS_DATABASE_URL",
-                "sqlite:",
-                "SQLite without a file",
             ),
         ];
         for (name, value, case) in cases {

@@ -59,7 +59,6 @@ impl Application {
     /// Builds the application on a listener bound by the caller, so that tests can learn
     /// the port before they choose the public URL.
     pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        let master_keys = Arc::new(keys::master::load(&settings).map_err(anyhow::Error::msg)?);
         let store = Store::connect(&settings.database).await.with_context(|| {
             format!(
                 "connecting to the database at {}",
@@ -67,6 +66,9 @@ impl Application {
             )
         })?;
         store.migrate().await.context("migrating the database")?;
+        // Loaded after the database opens, so that a start that fails on the database leaves
+        // no new master key file behind.
+        let master_keys = Arc::new(keys::master::load(&settings).map_err(anyhow::Error::msg)?);
         keys::master::check_stored_keys(&store, &master_keys)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -245,7 +247,10 @@ fn spawn_purge(store: Store, access_token_lifetime: i64) -> tokio::task::JoinHan
             {
                 Ok(deleted) if deleted > 0 => tracing::info!(deleted, "expired rows purged"),
                 Ok(_) => {}
-                Err(error) => tracing::warn!(error = %error, "purging expired rows failed"),
+                Err(error) => tracing::warn!(
+                    error = format!("{:#}", anyhow::Error::new(error)),
+                    "purging expired rows failed"
+                ),
             }
         }
     })

@@ -125,10 +125,12 @@ pub fn open_private_key(
 /// Opens every stored private key once, so a wrong master key stops the start with a clear
 /// message instead of failing the first token request, and seals keys stored before sealing.
 pub async fn check_stored_keys(store: &Store, master_keys: &MasterKeys) -> Result<(), String> {
-    let keys = store
-        .sealed_signing_keys()
-        .await
-        .map_err(|error| format!("reading signing keys failed: {error}"))?;
+    let keys = store.sealed_signing_keys().await.map_err(|error| {
+        format!(
+            "reading signing keys failed: {:#}",
+            anyhow::Error::new(error)
+        )
+    })?;
     for (tenant, record) in &keys {
         if let Some(id) = record
             .master_key_id

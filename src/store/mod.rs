@@ -49,6 +49,9 @@ pub enum StoreError {
     Migration(#[source] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The configured database cannot serve as the server's store.
+    #[error("{0}")]
+    Unusable(String),
     /// A batched transaction this request was part of failed.
     #[error("a batched transaction failed: {message}")]
     Batch { unavailable: bool, message: String },
@@ -101,9 +104,7 @@ impl From<sqlx::Error> for StoreError {
 /// `too_many_connections` (53300).
 fn is_transient_code(code: &str, sqlite: bool) -> bool {
     if sqlite {
-        return code
-            .parse::<u32>()
-            .is_ok_and(|number| matches!(number & 0xff, 5 | 6));
+        return sqlite_primary_code(code).is_some_and(|primary| matches!(primary, 5 | 6));
     }
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
@@ -163,7 +164,7 @@ impl Store {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
-        let backend = Backend::from_url(&settings.url).map_err(StoreError::Corrupt)?;
+        let backend = Backend::from_url(&settings.url).map_err(StoreError::Unusable)?;
         let (pool, writer) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url_creating_file(&settings.url);
@@ -172,6 +173,7 @@ impl Store {
                 let writer = sqlite_pool(1, settings, synchronous, Role::Writer)
                     .connect(&url)
                     .await?;
+                check_sqlite_file(&writer).await?;
                 let pool = sqlite_pool(
                     settings.max_connections,
                     settings,
@@ -354,6 +356,57 @@ fn sqlite_pool(
         })
 }
 
+/// Rejects a SQLite database that the server cannot keep its state in: one in memory, where
+/// each pooled connection opens its own empty database, and one opened read-only, where every
+/// grant would fail. sqlx accepts many spellings of both in a URL's query (`mode=memory`,
+/// `vfs=memdb`, percent-encoded keys, `immutable=1`), so the opened connection is asked
+/// instead of the URL being read.
+async fn check_sqlite_file(writer: &AnyPool) -> Result<(), StoreError> {
+    let file: String =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(writer)
+            .await?;
+    if file.is_empty() {
+        return Err(StoreError::Unusable(
+            "PORTCULLIS_DATABASE_URL names an in-memory SQLite database, which is not supported: \
+             each connection would open its own empty database. Name a file, such as sqlite://portcullis.db"
+                .into(),
+        ));
+    }
+    // A read-only connection in WAL mode still begins a write transaction, so the check
+    // writes to the schema and rolls the write back. The start fails on any error here, so
+    // a transaction left open by a failed statement ends with the pool.
+    let mut connection = writer.acquire().await?;
+    match sqlx::raw_sql("BEGIN IMMEDIATE; CREATE TABLE main.portcullis_write_check (x); ROLLBACK")
+        .execute(&mut *connection)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error)
+            if error
+                .as_database_error()
+                .and_then(|database| database.code())
+                .and_then(|code| sqlite_primary_code(&code))
+                == Some(SQLITE_READONLY) =>
+        {
+            Err(StoreError::Unusable(format!(
+                "PORTCULLIS_DATABASE_URL opens the SQLite database {file} read-only, but the server \
+                 writes to it; remove mode=ro or immutable=1 from the URL, or make the file writable"
+            )))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// SQLite's primary result code for a write to a database opened read-only.
+const SQLITE_READONLY: u32 = 8;
+
+/// Returns the primary SQLite result code of a database error's code, without the extended
+/// bits above the lowest byte.
+fn sqlite_primary_code(code: &str) -> Option<u32> {
+    code.parse::<u32>().ok().map(|number| number & 0xff)
+}
+
 /// Returns the file of a SQLite database URL, percent-decoded as sqlx decodes it, or `None`
 /// for an in-memory SQLite database and for other databases.
 pub fn sqlite_file(database_url: &str) -> Option<PathBuf> {
@@ -442,6 +495,19 @@ mod tests {
         }
     }
 
+    async fn connect_sqlite(
+        url: String,
+        synchronous: SqliteSynchronous,
+    ) -> Result<Store, StoreError> {
+        Store::connect(&DatabaseSettings {
+            url,
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_secs(5),
+            sqlite_synchronous: synchronous,
+        })
+        .await
+    }
+
     #[tokio::test]
     async fn sqlite_connections_get_their_pragmas() {
         let directory = tempfile::tempdir().unwrap();
@@ -449,14 +515,9 @@ mod tests {
             [(SqliteSynchronous::Normal, 1), (SqliteSynchronous::Full, 2)]
         {
             let file = directory.path().join(format!("{expected}.db"));
-            let store = Store::connect(&DatabaseSettings {
-                url: format!("sqlite://{}", file.display()),
-                max_connections: 2,
-                acquire_timeout: std::time::Duration::from_secs(5),
-                sqlite_synchronous: synchronous,
-            })
-            .await
-            .unwrap();
+            let store = connect_sqlite(format!("sqlite://{}", file.display()), synchronous)
+                .await
+                .unwrap();
             for pool in [&store.writer, &store.pool] {
                 let read = |pragma: &'static str| async move {
                     sqlx::query_scalar::<_, i64>(pragma)
@@ -471,6 +532,33 @@ mod tests {
                 assert_eq!(read("PRAGMA cache_size").await, -1024);
             }
             store.close().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_in_memory_and_read_only_are_rejected() {
+        let directory = tempfile::tempdir().unwrap();
+        let connect = |url: String| connect_sqlite(url, SqliteSynchronous::Normal);
+        let file = directory.path().join("a.db").display().to_string();
+        connect(format!("sqlite://{file}"))
+            .await
+            .unwrap()
+            .close()
+            .await;
+        let cases = [
+            ("sqlite::memory:".to_owned(), "in-memory"),
+            (format!("sqlite://{file}?mode=memory"), "in-memory"),
+            (format!("sqlite://{file}?vfs=memdb"), "in-memory"),
+            (format!("sqlite://{file}?m%6Fde=memory"), "in-memory"),
+            (format!("sqlite://{file}?mode=ro"), "read-only"),
+            (format!("sqlite://{file}?immutable=1"), "read-only"),
+        ];
+        for (url, reason) in cases {
+            let error = connect(url.clone()).await.err();
+            assert!(
+                matches!(&error, Some(StoreError::Unusable(message)) if message.contains(reason)),
+                "{url} gave {error:?}"
+            );
         }
     }
 

@@ -689,7 +689,8 @@ async fn measure_code_exchange(
     }
     total.latencies_us.sort_unstable();
     eprintln!(
-        "   {rounds} rounds of {code_budget} codes, minted through the authorization endpoint in {:.1} s",
+        "   {rounds} round{} of {code_budget} codes, minted through the authorization endpoint in {:.1} s",
+        if rounds == 1 { "" } else { "s" },
         minting.as_secs_f64()
     );
     Ok(Measurement {
