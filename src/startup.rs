@@ -51,8 +51,13 @@ pub struct Application {
 impl Application {
     /// Builds the application listening on `settings.bind`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("binding {}", settings.bind))?;
+        let listener = TcpListener::bind(settings.bind).with_context(|| {
+            format!(
+                "binding {} failed; to serve on another address, set PORTCULLIS_BIND and \
+                     PORTCULLIS_PUBLIC_URL",
+                settings.bind
+            )
+        })?;
         Self::build_on(settings, listener).await
     }
 

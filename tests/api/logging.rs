@@ -174,6 +174,10 @@ async fn log_contains_no_secret() {
         log.contains("refresh-token family revoked"),
         "the reuse was not logged"
     );
+    assert!(
+        log.contains("authorization code reused; the tokens issued from it are revoked"),
+        "the code replay was not logged"
+    );
     for (what, secret) in &secrets {
         assert!(
             !log.contains(secret.as_str()),

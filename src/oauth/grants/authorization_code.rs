@@ -96,7 +96,18 @@ pub async fn exchange_code(
         }
         RedeemedCode::Rejected(error) => Err(error),
         RedeemedCode::Reused { family_id } => {
-            tracing::warn!(client_id = %client.id, "authorization code reused; its tokens are revoked");
+            match &family_id {
+                Some(family_id) => tracing::warn!(
+                    client_id = %client.id,
+                    family_id,
+                    "authorization code reused; the tokens issued from it are revoked"
+                ),
+                // The first presentation failed a check, so nothing was issued to revoke.
+                None => tracing::warn!(
+                    client_id = %client.id,
+                    "authorization code reused after a rejected presentation; no tokens were issued from it"
+                ),
+            }
             context.audit(
                 "code_reuse_detected",
                 client,
