@@ -71,6 +71,17 @@ struct Queue<J> {
     running: bool,
 }
 
+impl<J> Queue<J> {
+    /// Removes up to `MAX_BATCH` of the oldest jobs, or returns `None` when none wait.
+    fn take_batch(&mut self) -> Option<Vec<J>> {
+        if self.jobs.is_empty() {
+            return None;
+        }
+        let count = self.jobs.len().min(MAX_BATCH);
+        Some(self.jobs.drain(..count).collect())
+    }
+}
+
 impl<J: Send + 'static> Batcher<J> {
     /// Creates a batcher of `name` jobs whose batches `apply` runs on connections from
     /// `writer`.
@@ -155,24 +166,23 @@ async fn drain<J>(shared: Arc<Shared<J>>) {
         // With jobs waiting, the next batch starts at once, and this worker finishes the
         // requests of the last batch while the database applies it. With none, the other
         // tasks of this worker run first: requests it has already read can then join.
-        let waiting = !shared
+        let waiting = shared
             .queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .jobs
-            .is_empty();
-        if !waiting {
-            tokio::task::yield_now().await;
-        }
-        let batch: Vec<J> = {
-            let mut queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            if queue.jobs.is_empty() {
-                queue.running = false;
-                running.armed = false;
-                return;
+            .take_batch();
+        let batch = match waiting {
+            Some(batch) => batch,
+            None => {
+                tokio::task::yield_now().await;
+                let mut queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some(batch) = queue.take_batch() else {
+                    queue.running = false;
+                    running.armed = false;
+                    return;
+                };
+                batch
             }
-            let count = queue.jobs.len().min(MAX_BATCH);
-            queue.jobs.drain(..count).collect()
         };
 
         let (checkout, since) = match checked_out.take() {
