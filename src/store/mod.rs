@@ -333,9 +333,9 @@ fn sqlite_pool(
                 // to 5 s for the lock instead of failing with SQLITE_BUSY. A page cache of
                 // 1 MiB per connection, not SQLite's 2 MiB, keeps a full pool's memory small,
                 // because the operating system caches the file as well. Statement journals
-                // and temporary tables stay in memory: with the default, a batch's statement
-                // journal passed SQLite's 64 KiB spill size, and every batch created, wrote and
-                // deleted a temporary file.
+                // and temporary tables stay in memory, because with the default a batch's
+                // statement journal passed SQLite's 64 KiB spill size, so every batch created,
+                // wrote and deleted a temporary file.
                 let pragmas = format!(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
                      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
@@ -356,11 +356,10 @@ fn sqlite_pool(
         })
 }
 
-/// Rejects a SQLite database that the server cannot keep its state in: one in memory, where
-/// each pooled connection opens its own empty database, and one opened read-only, where every
-/// grant would fail. sqlx accepts many spellings of both in a URL's query (`mode=memory`,
-/// `vfs=memdb`, percent-encoded keys, `immutable=1`), so the opened connection is asked
-/// instead of the URL being read.
+/// Rejects a SQLite database that cannot hold the server's state. In memory, each pooled
+/// connection opens its own empty database, and opened read-only, every grant fails. sqlx
+/// accepts many spellings of both in a URL's query (`mode=memory`, `vfs=memdb`,
+/// percent-encoded keys, `immutable=1`), so the check asks the opened connection.
 async fn check_sqlite_file(writer: &AnyPool) -> Result<(), StoreError> {
     let file: String =
         sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
@@ -368,8 +367,8 @@ async fn check_sqlite_file(writer: &AnyPool) -> Result<(), StoreError> {
             .await?;
     if file.is_empty() {
         return Err(StoreError::Unusable(
-            "PORTCULLIS_DATABASE_URL names an in-memory SQLite database, which is not supported: \
-             each connection would open its own empty database. Name a file, such as sqlite://portcullis.db"
+            "PORTCULLIS_DATABASE_URL names an in-memory SQLite database, which is not supported, \
+             because each connection would open its own empty database. Name a file, such as sqlite://portcullis.db"
                 .into(),
         ));
     }
@@ -377,32 +376,30 @@ async fn check_sqlite_file(writer: &AnyPool) -> Result<(), StoreError> {
     // writes to the schema and rolls the write back. The start fails on any error here, so
     // a transaction left open by a failed statement ends with the pool.
     let mut connection = writer.acquire().await?;
-    match sqlx::raw_sql("BEGIN IMMEDIATE; CREATE TABLE main.portcullis_write_check (x); ROLLBACK")
-        .execute(&mut *connection)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(error)
-            if error
-                .as_database_error()
-                .and_then(|database| database.code())
-                .and_then(|code| sqlite_primary_code(&code))
-                == Some(SQLITE_READONLY) =>
-        {
-            Err(StoreError::Unusable(format!(
-                "PORTCULLIS_DATABASE_URL opens the SQLite database {file} read-only, but the server \
-                 writes to it; remove mode=ro or immutable=1 from the URL, or make the file writable"
-            )))
-        }
-        Err(error) => Err(error.into()),
+    let probe =
+        sqlx::raw_sql("BEGIN IMMEDIATE; CREATE TABLE main.portcullis_write_check (x); ROLLBACK")
+            .execute(&mut *connection)
+            .await;
+    let Err(error) = probe else {
+        return Ok(());
+    };
+    let code = error
+        .as_database_error()
+        .and_then(|database| database.code());
+    if code.as_deref().and_then(sqlite_primary_code) == Some(SQLITE_READONLY) {
+        return Err(StoreError::Unusable(format!(
+            "PORTCULLIS_DATABASE_URL opens the SQLite database {file} read-only, but the server \
+             writes to it. Remove mode=ro or immutable=1 from the URL, or make the file writable"
+        )));
     }
+    Err(error.into())
 }
 
 /// SQLite's primary result code for a write to a database opened read-only.
 const SQLITE_READONLY: u32 = 8;
 
-/// Returns the primary SQLite result code of a database error's code, without the extended
-/// bits above the lowest byte.
+/// Returns the primary result code in a SQLite error code: its lowest byte, without the
+/// extended bits.
 fn sqlite_primary_code(code: &str) -> Option<u32> {
     code.parse::<u32>().ok().map(|number| number & 0xff)
 }
