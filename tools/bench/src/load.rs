@@ -46,8 +46,8 @@ impl Outcome {
         self.succeeded as f64 / self.elapsed.as_secs_f64()
     }
 
-    /// Adds `other`'s requests, latencies and time to these, keeping the first failure. The
-    /// latencies are left unsorted.
+    /// Adds `other`'s requests, latencies and time to this outcome and keeps the first
+    /// failure. The latencies are left unsorted.
     pub fn absorb(&mut self, other: Outcome) {
         self.succeeded += other.succeeded;
         self.failed += other.failed;

@@ -629,8 +629,8 @@ impl Source for RefreshChain {
 }
 
 /// Measures code exchange in rounds. Each round mints `code_budget` codes, then exchanges
-/// all of them; rounds go on until the exchanges have run for `options.duration` in all.
-/// Only the exchanges count toward the requests, the time and the server's CPU.
+/// all of them. Rounds go on until the exchanges have run for `options.duration` in all, and
+/// only the exchanges count toward the requests, the time and the server's CPU.
 async fn measure_code_exchange(
     server: &str,
     process: &ServerProcess,
@@ -641,33 +641,28 @@ async fn measure_code_exchange(
     let client = prep::register(endpoints, prep::public_client_body()).await?;
     let client_id = client["client_id"].as_str().unwrap_or_default().to_owned();
     let (authority, token_path) = split_url(&endpoints.token);
+
+    let started = Instant::now();
+    let (mut sessions, mut codes) = log_in_sessions(
+        endpoints,
+        &client_id,
+        options.connections.clamp(1, code_budget.max(1)),
+    )
+    .await?;
+    let mut next_seed = codes.len() as u64;
+    let mut minting = started.elapsed();
+
     let mut total = Outcome::default();
     let mut cpu_seconds = 0.0;
     let mut rounds = 0;
-    let started = Instant::now();
-    // The sessions log in one at a time, each with its first code, so that the server checks
-    // one password at a time, as it would for a single session. Later codes ride the
-    // sessions in parallel.
-    let mut sessions = Vec::with_capacity(options.connections);
-    let mut codes = VecDeque::with_capacity(code_budget);
-    for seed in 0..options.connections.clamp(1, code_budget.max(1)) {
-        let mut browser = Browser::new(USER, PASSWORD);
-        codes.push_back(
-            browser
-                .code(endpoints, &client_id, RESOURCE, SCOPE, seed as u64)
-                .await?,
-        );
-        sessions.push(browser);
-    }
-    let mut next_seed = codes.len() as u64;
-    let mut minting = started.elapsed();
     while total.elapsed < options.duration {
-        let started = Instant::now();
-        let wanted = code_budget.saturating_sub(codes.len());
-        codes.extend(mint_codes(endpoints, &client_id, &mut sessions, next_seed, wanted).await?);
-        next_seed += wanted as u64;
-        minting += started.elapsed();
+        let round_started = Instant::now();
+        let missing = code_budget.saturating_sub(codes.len());
+        codes.extend(mint_codes(endpoints, &client_id, &mut sessions, next_seed, missing).await?);
+        next_seed += missing as u64;
+        minting += round_started.elapsed();
         rounds += 1;
+
         let pool = Arc::new(Mutex::new(std::mem::take(&mut codes)));
         let sources = (0..options.connections)
             .map(|_| {
@@ -687,6 +682,7 @@ async fn measure_code_exchange(
             break;
         }
     }
+
     total.latencies_us.sort_unstable();
     eprintln!(
         "   {rounds} round{} of {code_budget} codes, minted through the authorization endpoint in {:.1} s",
@@ -701,9 +697,31 @@ async fn measure_code_exchange(
     })
 }
 
+/// Logs `count` browser sessions in, one at a time, each with its first code, so that the
+/// server checks one password at a time, as it would for a single session. Returns the
+/// sessions and those first codes.
+async fn log_in_sessions(
+    endpoints: &Endpoints,
+    client_id: &str,
+    count: usize,
+) -> Result<(Vec<Browser>, VecDeque<(String, String)>), String> {
+    let mut sessions = Vec::with_capacity(count);
+    let mut codes = VecDeque::with_capacity(count);
+    for seed in 0..count {
+        let mut browser = Browser::new(USER, PASSWORD);
+        codes.push_back(
+            browser
+                .code(endpoints, client_id, RESOURCE, SCOPE, seed as u64)
+                .await?,
+        );
+        sessions.push(browser);
+    }
+    Ok((sessions, codes))
+}
+
 /// Mints `count` codes and their verifiers, with seeds from `first_seed` on, on all the
 /// logged-in `sessions` at once. Minting in parallel keeps a round well inside a code's
-/// lifetime on a slow machine too: oidc-provider's codes live 60 s.
+/// lifetime on a slow machine too, because oidc-provider's codes live 60 s.
 async fn mint_codes(
     endpoints: &Endpoints,
     client_id: &str,
@@ -767,9 +785,9 @@ impl Source for CodePool {
     }
 }
 
-/// Returns the time one ES256 signature of a short message takes with ring, in µs: the
-/// largest fixed cost of a `client_credentials` request, shown beside its CPU figure so
-/// that runs on different machines can be compared.
+/// Returns the time in µs that ring takes for one ES256 signature of 300 bytes, about an
+/// access token's signing input. The report shows it beside the CPU figures, because the
+/// signature is the largest fixed cost of a `client_credentials` request.
 fn es256_signature_us() -> Result<f64, String> {
     use ring::rand::SystemRandom;
     use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
