@@ -24,53 +24,61 @@ impl Drop for Driver {
     }
 }
 
+/// Starts chromedriver and opens a browser session on it. chromedriver exits when its port
+/// is taken, which can happen between the choice of the port and its bind, so it is retried
+/// on another port.
 async fn start_browser() -> (Driver, Client) {
     let binary = std::env::var("PORTCULLIS_TEST_CHROMEDRIVER")
         .unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let process = Command::new(&binary)
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|error| {
-            panic!("starting {binary} failed: {error}; install Debian's chromium and chromium-driver packages")
+    for _ in 0..5 {
+        let port = unused_port();
+        let process = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("starting {binary} failed: {error}; install Debian's chromium and chromium-driver packages")
+            });
+        let profile = tempfile::tempdir().unwrap();
+        let mut driver = Driver {
+            process,
+            port,
+            _profile: profile,
+        };
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    format!("--user-data-dir={}", driver._profile.path().display()),
+                ]
+            }
         });
-    let profile = tempfile::tempdir().unwrap();
-    let driver = Driver {
-        process,
-        port,
-        _profile: profile,
-    };
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                format!("--user-data-dir={}", driver._profile.path().display()),
-            ]
+        let capabilities: serde_json::Map<String, serde_json::Value> =
+            capabilities.as_object().unwrap().clone();
+        let url = format!("http://127.0.0.1:{}", driver.port);
+        for _ in 0..50 {
+            if driver.process.try_wait().unwrap().is_some() {
+                break;
+            }
+            // A timeout, because a process that took the port first may accept and never respond.
+            let mut builder = ClientBuilder::native();
+            builder.capabilities(capabilities.clone());
+            let session = builder.connect(&url);
+            if let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(30), session).await {
+                return (driver, client);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    });
-    let capabilities: serde_json::Map<String, serde_json::Value> =
-        capabilities.as_object().unwrap().clone();
-    let url = format!("http://127.0.0.1:{}", driver.port);
-    for _ in 0..50 {
-        if let Ok(client) = ClientBuilder::native()
-            .capabilities(capabilities.clone())
-            .connect(&url)
-            .await
-        {
-            return (driver, client);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            driver.process.try_wait().unwrap().is_some(),
+            "chromedriver at {url} did not accept a session"
+        );
     }
-    panic!("chromedriver at {url} did not accept a session");
+    panic!("chromedriver exited on each of five loopback ports; check that {binary} runs");
 }
 
 /// Waits until the browser has been sent to the client's callback; returns that URL.

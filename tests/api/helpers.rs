@@ -320,6 +320,16 @@ async fn seed(store: &Store) {
 }
 
 /// Returns a client that follows no redirects and keeps no cookies.
+/// Returns a loopback port that was free a moment ago. Another process can bind it before the
+/// caller does, so a caller that hands it to a child process retries with a new one.
+pub fn unused_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn plain_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(redirect::Policy::none())

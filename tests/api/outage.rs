@@ -1,6 +1,6 @@
-//! Database outages: a PostgreSQL cluster made for the test with `initdb` on its own
-//! loopback port is stopped under a running server and started again. Runs with the
-//! PostgreSQL suite, that is with `PORTCULLIS_TEST_POSTGRES_URL` set.
+//! Database outages: a PostgreSQL cluster made for the test with `initdb`, reached through a
+//! Unix socket in its own directory, is stopped under a running server and started again.
+//! Runs with the PostgreSQL suite, that is with `PORTCULLIS_TEST_POSTGRES_URL` set.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,7 +15,6 @@ use crate::helpers::*;
 struct Cluster {
     directory: tempfile::TempDir,
     binaries: PathBuf,
-    port: u16,
     as_root: bool,
 }
 
@@ -40,15 +39,9 @@ impl Cluster {
                 .unwrap();
             assert!(status.success(), "chown of the cluster directory failed");
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let cluster = Self {
             directory,
             binaries,
-            port,
             as_root,
         };
         let data = cluster.data().display().to_string();
@@ -63,40 +56,60 @@ impl Cluster {
         self.directory.path().join("data")
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// Builds a command for one of the server's programs, run as the cluster's owner.
+    fn command(&self, program: &str) -> Command {
         let binary = self.binaries.join(program);
-        let mut command = if self.as_root {
+        if self.as_root {
             let mut command = Command::new("runuser");
             command.args(["-u", "postgres", "--"]).arg(binary);
             command
         } else {
             Command::new(binary)
-        };
-        let output = command.args(args).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{program} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        }
     }
 
+    fn try_run(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        let output = self.command(program).args(args).output().unwrap();
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{program} failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        if let Err(message) = self.try_run(program, args) {
+            panic!("{message}");
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.directory.path().join("server.log")
+    }
+
+    /// Starts the server on a Unix socket only. A TCP port picked in advance could be taken
+    /// by another test's connection before the server binds it, or while it is stopped.
     fn start(&self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            self.port,
+            "-c listen_addresses='' -k {} -c fsync=off",
             self.directory.path().display()
         );
-        let log = self
-            .directory
-            .path()
-            .join("server.log")
-            .display()
-            .to_string();
+        let log = self.log().display().to_string();
         let data = self.data().display().to_string();
-        self.run(
+        let started = self.try_run(
             "pg_ctl",
-            &["-D", &data, "-l", &log, "-o", &options, "-w", "start"],
+            &[
+                "-D", &data, "-l", &log, "-o", &options, "-t", "120", "-w", "start",
+            ],
         );
+        if let Err(message) = started {
+            let server_log = std::fs::read_to_string(self.log()).unwrap_or_default();
+            panic!("{message}\nserver log:\n{server_log}");
+        }
     }
 
     fn stop(&self) {
@@ -105,22 +118,18 @@ impl Cluster {
     }
 
     fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://postgres@localhost/postgres?host={}",
+            self.directory.path().display()
+        )
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         let data = self.data().display().to_string();
-        let binary = self.binaries.join("pg_ctl");
-        let mut command = if self.as_root {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(binary);
-            command
-        } else {
-            Command::new(binary)
-        };
-        let _ = command
+        let _ = self
+            .command("pg_ctl")
             .args(["-D", &data, "-m", "immediate", "stop"])
             .output();
     }

@@ -105,34 +105,40 @@ impl Workspace {
     }
 
     /// Starts `portcullis serve` on a free loopback port with extra environment variables;
-    /// standard output and error go to files in the workspace.
+    /// standard output and error go to files in the workspace. When another process
+    /// takes the port between its choice and the server's bind, it retries on another port.
     pub async fn serve(&self, extra: &[(&str, &str)]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let stdout = self.path().join("stdout.log");
-        let stderr = self.path().join("stderr.log");
-        let mut command = self.command();
-        command
-            .arg("serve")
-            .env("PORTCULLIS_BIND", format!("127.0.0.1:{port}"))
-            .env("PORTCULLIS_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        for (name, value) in extra {
-            command.env(name, value);
+        for _ in 0..5 {
+            let port = crate::helpers::unused_port();
+            let stdout = self.path().join("stdout.log");
+            let stderr = self.path().join("stderr.log");
+            let mut command = self.command();
+            command
+                .arg("serve")
+                .env("PORTCULLIS_BIND", format!("127.0.0.1:{port}"))
+                .env("PORTCULLIS_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+                .stdout(std::fs::File::create(&stdout).unwrap())
+                .stderr(std::fs::File::create(&stderr).unwrap());
+            for (name, value) in extra {
+                command.env(name, value);
+            }
+            let child = command.spawn().expect("starting portcullis serve failed");
+            let mut server = Server {
+                child,
+                address: format!("http://127.0.0.1:{port}"),
+                stdout,
+                stderr,
+            };
+            if server.wait_ready().await {
+                return server;
+            }
+            let errors = std::fs::read_to_string(&server.stderr).unwrap_or_default();
+            assert!(
+                errors.contains(&format!("binding 127.0.0.1:{port} failed")),
+                "portcullis serve exited before it became healthy: {errors}"
+            );
         }
-        let child = command.spawn().expect("starting portcullis serve failed");
-        let server = Server {
-            child,
-            address: format!("http://127.0.0.1:{port}"),
-            stdout,
-            stderr,
-        };
-        server.wait_ready().await;
-        server
+        panic!("portcullis serve found each of five loopback ports taken");
     }
 }
 
@@ -145,13 +151,22 @@ pub struct Server {
 }
 
 impl Server {
-    async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
+    /// Waits until the health check succeeds and returns true, or returns false when the
+    /// process has exited.
+    async fn wait_ready(&mut self) -> bool {
+        // A timeout, because a process that took the port first may accept and never respond.
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
         for _ in 0..100 {
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
             if let Ok(response) = client.get(format!("{}/healthz", self.address)).send().await
                 && response.status().is_success()
             {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
