@@ -3,18 +3,19 @@
 //! `PORTCULLIS_TEST_CHROMEDRIVER` to use another chromedriver binary.
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use crate::helpers::*;
 
-/// A chromedriver process on a free loopback port, killed when dropped.
+/// A chromedriver process on a free loopback port, killed when dropped, with a directory
+/// for its log and the browser profile.
 struct Driver {
     process: Child,
     port: u16,
-    _profile: tempfile::TempDir,
+    directory: tempfile::TempDir,
 }
 
 impl Drop for Driver {
@@ -24,61 +25,86 @@ impl Drop for Driver {
     }
 }
 
-/// Starts chromedriver and opens a browser session on it. chromedriver exits when its port
-/// is taken, which can happen between the choice of the port and its bind, so it is retried
-/// on another port.
-async fn start_browser() -> (Driver, Client) {
-    let binary = std::env::var("PORTCULLIS_TEST_CHROMEDRIVER")
-        .unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    for _ in 0..5 {
+impl Driver {
+    /// Starts chromedriver on a port that was free a moment ago.
+    fn start(binary: &str) -> Self {
         let port = unused_port();
-        let process = Command::new(&binary)
+        let directory = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(directory.path().join("chromedriver.log")).unwrap();
+        let process = Command::new(binary)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
+            .stdout(log)
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| {
                 panic!("starting {binary} failed: {error}; install Debian's chromium and chromium-driver packages")
             });
-        let profile = tempfile::tempdir().unwrap();
-        let mut driver = Driver {
+        Self {
             process,
             port,
-            _profile: profile,
-        };
+            directory,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.directory.path().join("chromedriver.log")).unwrap_or_default()
+    }
+
+    /// Opens a browser session once chromedriver reports that it has bound its port, so that the
+    /// session cannot land on another process that took the port first.
+    async fn session(&mut self, deadline: Instant) -> Result<Client, String> {
+        let started = format!("started successfully on port {}", self.port);
+        while !self.log().contains(&started) {
+            if self.process.try_wait().unwrap().is_some() {
+                return Err(format!("chromedriver exited: {}", self.log()));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("chromedriver did not start: {}", self.log()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let capabilities = json!({
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={}", driver._profile.path().display()),
+                    format!("--user-data-dir={}", self.directory.path().join("profile").display()),
                 ]
             }
         });
-        let capabilities: serde_json::Map<String, serde_json::Value> =
-            capabilities.as_object().unwrap().clone();
-        let url = format!("http://127.0.0.1:{}", driver.port);
-        for _ in 0..50 {
-            if driver.process.try_wait().unwrap().is_some() {
-                break;
-            }
-            // A timeout, because a process that took the port first may accept and never respond.
-            let mut builder = ClientBuilder::native();
-            builder.capabilities(capabilities.clone());
-            let session = builder.connect(&url);
-            if let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(30), session).await {
-                return (driver, client);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut builder = ClientBuilder::native();
+        builder.capabilities(capabilities.as_object().unwrap().clone());
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, builder.connect(&url)).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(error)) => Err(format!("chromedriver at {url} gave no session: {error}")),
+            Err(_) => Err(format!("chromedriver at {url} gave no session in time")),
         }
-        assert!(
-            driver.process.try_wait().unwrap().is_some(),
-            "chromedriver at {url} did not accept a session"
-        );
     }
-    panic!("chromedriver exited on each of five loopback ports; check that {binary} runs");
+}
+
+/// Starts chromedriver and opens a browser session on it. A failed attempt, such as
+/// chromedriver exiting because its port was taken after the choice, is retried with a new
+/// process, port and profile, up to five attempts in two minutes.
+async fn start_browser() -> (Driver, Client) {
+    let binary = std::env::var("PORTCULLIS_TEST_CHROMEDRIVER")
+        .unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut failures = Vec::new();
+    while failures.len() < 5 && Instant::now() < deadline {
+        let mut driver = Driver::start(&binary);
+        match driver.session(deadline).await {
+            Ok(client) => return (driver, client),
+            Err(failure) => failures.push(failure),
+        }
+    }
+    panic!(
+        "no browser session after {} attempts: {failures:#?}",
+        failures.len()
+    );
 }
 
 /// Waits until the browser has been sent to the client's callback; returns that URL.

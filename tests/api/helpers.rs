@@ -319,7 +319,6 @@ async fn seed(store: &Store) {
         .unwrap();
 }
 
-/// Returns a client that follows no redirects and keeps no cookies.
 /// Returns a loopback port that was free a moment ago. Another process can bind it before the
 /// caller does, so a caller that hands it to a child process retries with a new one.
 pub fn unused_port() -> u16 {
@@ -330,6 +329,7 @@ pub fn unused_port() -> u16 {
         .port()
 }
 
+/// Returns a client that follows no redirects and keeps no cookies.
 pub fn plain_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(redirect::Policy::none())

@@ -25,7 +25,9 @@ impl Cluster {
             .map(|entry| entry.unwrap().path().join("bin"))
             .find(|path| path.join("initdb").exists())
             .expect("initdb not found under /usr/lib/postgresql/*/bin");
-        let directory = tempfile::tempdir().unwrap();
+        // Under /tmp regardless of TMPDIR, because the socket's path must fit in the
+        // 108 bytes of a Unix socket address, terminating zero included.
+        let directory = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
         let as_root = Command::new("id")
             .arg("-u")
             .output()

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A scratch directory with its own SQLite database for the binary.
 pub struct Workspace {
@@ -105,13 +105,14 @@ impl Workspace {
     }
 
     /// Starts `portcullis serve` on a free loopback port with extra environment variables;
-    /// standard output and error go to files in the workspace. When another process
-    /// takes the port between its choice and the server's bind, it retries on another port.
+    /// standard output and error go to files in the workspace, named after the port, so
+    /// that servers started together keep separate logs. When another process takes the
+    /// port between its choice and the server's bind, it retries on another port.
     pub async fn serve(&self, extra: &[(&str, &str)]) -> Server {
         for _ in 0..5 {
             let port = crate::helpers::unused_port();
-            let stdout = self.path().join("stdout.log");
-            let stderr = self.path().join("stderr.log");
+            let stdout = self.path().join(format!("stdout-{port}.log"));
+            let stderr = self.path().join(format!("stderr-{port}.log"));
             let mut command = self.command();
             command
                 .arg("serve")
@@ -151,19 +152,26 @@ pub struct Server {
 }
 
 impl Server {
-    /// Waits until the health check succeeds and returns true, or returns false when the
-    /// process has exited.
+    /// Waits until the server has bound its port and passes its health check, and returns
+    /// true, or returns false when the process exits first.
     async fn wait_ready(&mut self) -> bool {
         // A timeout, because a process that took the port first may accept and never respond.
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(2))
             .build()
             .unwrap();
-        for _ in 0..100 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
             if self.child.try_wait().unwrap().is_some() {
                 return false;
             }
-            if let Ok(response) = client.get(format!("{}/healthz", self.address)).send().await
+            // The server logs "listening" only after its own bind succeeded. Before that, a
+            // health check could reach another test's server on the same port.
+            let bound = std::fs::read_to_string(&self.stderr)
+                .unwrap_or_default()
+                .contains("listening");
+            if bound
+                && let Ok(response) = client.get(format!("{}/healthz", self.address)).send().await
                 && response.status().is_success()
             {
                 return true;
@@ -171,7 +179,7 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!(
-            "portcullis serve did not become healthy: {}",
+            "portcullis serve did not log \"listening\" and pass its health check within 30 s: {}",
             std::fs::read_to_string(&self.stderr).unwrap_or_default()
         );
     }
