@@ -166,12 +166,12 @@ async fn drain<J>(shared: Arc<Shared<J>>) {
         // With jobs waiting, the next batch starts at once, and this worker finishes the
         // requests of the last batch while the database applies it. With none, the other
         // tasks of this worker run first: requests it has already read can then join.
-        let waiting = shared
+        let ready = shared
             .queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take_batch();
-        let batch = match waiting {
+        let batch = match ready {
             Some(batch) => batch,
             None => {
                 tokio::task::yield_now().await;

@@ -359,7 +359,7 @@ fn sqlite_pool(
 /// Rejects a SQLite database that cannot hold the server's state. In memory, each pooled
 /// connection opens its own empty database, and opened read-only, every grant fails. sqlx
 /// accepts many spellings of both in a URL's query (`mode=memory`, `vfs=memdb`,
-/// percent-encoded keys, `immutable=1`), so the check asks the opened connection.
+/// percent-encoded keys, `immutable=1`), so the check queries the opened connection.
 async fn check_sqlite_file(writer: &AnyPool) -> Result<(), StoreError> {
     let file: String =
         sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
